@@ -1,0 +1,263 @@
+"""The student search space: architectures as integers, sub-space grids, validation.
+
+An architecture is homogeneous (every layer has the same shape) and fully described by integers:
+layers L, heads A, hidden size H, FFN size F and the attention head size. The attention width is
+A * head_size. Two conventions fix the head size:
+
+- ``stock``: head size = H / A, so the attention width equals H and every student is a stock BERT;
+- ``fixed_head``: head size = the teacher's, so the width A * head_size is decoupled from H
+  (the authors' code).
+
+MLP ratios such as 3.5 appear in grids for readability, but are turned into integer FFN sizes at once
+with exact rational arithmetic: float multipliers produced H=543 instead of 544 in the authors' code.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+CONVENTIONS = ("stock", "fixed_head")
+
+
+class SearchSpaceError(ValueError):
+    """An architecture or a sub-space that cannot be built."""
+
+
+@dataclass(frozen=True, order=True)
+class Arch:
+    """One student architecture (all integers)."""
+
+    layers: int
+    heads: int
+    hidden: int
+    ffn: int
+    head_size: int
+
+    @property
+    def attention_width(self) -> int:
+        return self.heads * self.head_size
+
+    @property
+    def mlp_ratio(self) -> float:
+        return self.ffn / self.hidden
+
+    @property
+    def convention(self) -> str:
+        return "stock" if self.attention_width == self.hidden else "fixed_head"
+
+    @property
+    def name(self) -> str:
+        """Short, file-name safe label, e.g. ``L7-A10-H160-F560`` (``-D64`` added for fixed_head)."""
+        label = f"L{self.layers}-A{self.heads}-H{self.hidden}-F{self.ffn}"
+        return label if self.convention == "stock" else f"{label}-D{self.head_size}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "attention_width": self.attention_width, "mlp_ratio": self.mlp_ratio}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Arch":
+        try:
+            return cls(**{k: int(d[k]) for k in ("layers", "heads", "hidden", "ffn", "head_size")})
+        except KeyError as e:
+            raise SearchSpaceError(f"architecture {d!r} lacks the key {e.args[0]!r}") from None
+
+
+@dataclass(frozen=True)
+class TeacherDims:
+    """The teacher's shape, which bounds every student."""
+
+    layers: int
+    heads: int
+    hidden: int
+    ffn: int
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden // self.heads
+
+    @classmethod
+    def from_config(cls, config) -> "TeacherDims":
+        return cls(
+            layers=config.num_hidden_layers,
+            heads=config.num_attention_heads,
+            hidden=config.hidden_size,
+            ffn=config.intermediate_size,
+        )
+
+    def as_arch(self) -> Arch:
+        return Arch(self.layers, self.heads, self.hidden, self.ffn, self.head_size)
+
+
+def ffn_size(hidden: int, mlp_ratio) -> int:
+    """Integer FFN size R * H, computed exactly; a ratio that gives a fractional size is an error."""
+    ratio = Fraction(str(mlp_ratio))
+    size = ratio * hidden
+    if size.denominator != 1 or size <= 0:
+        raise SearchSpaceError(f"MLP ratio {mlp_ratio} times hidden {hidden} is not a positive integer")
+    return int(size)
+
+
+def make_arch(
+    layers: int, heads: int, hidden: int, mlp_ratio, teacher: TeacherDims, convention: str = "stock"
+) -> Arch:
+    """Build and validate one architecture under ``convention``."""
+    for key, value in (("layers", layers), ("heads", heads), ("hidden", hidden)):
+        if int(value) != value or value <= 0:
+            raise SearchSpaceError(f"{key}={value!r} must be a positive integer")
+    if convention == "stock":
+        if hidden % heads:
+            raise SearchSpaceError(
+                f"hidden {hidden} is not divisible by heads {heads} (stock convention needs head size H/A)"
+            )
+        head_size = hidden // heads
+    elif convention == "fixed_head":
+        head_size = teacher.head_size
+    else:
+        raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
+    arch = Arch(int(layers), int(heads), int(hidden), ffn_size(hidden, mlp_ratio), head_size)
+    check_within_teacher(arch, teacher)
+    return arch
+
+
+def check_within_teacher(arch: Arch, teacher: TeacherDims) -> None:
+    limits = {
+        "layers": (arch.layers, teacher.layers),
+        "heads": (arch.heads, teacher.heads),
+        "hidden": (arch.hidden, teacher.hidden),
+        "ffn": (arch.ffn, teacher.ffn),
+        "attention width": (arch.attention_width, teacher.heads * teacher.head_size),
+    }
+    for key, (value, limit) in limits.items():
+        if value > limit:
+            raise SearchSpaceError(f"{arch.name}: {key} {value} exceeds the teacher's {limit}")
+
+
+@dataclass(frozen=True)
+class SubSpace:
+    """A named grid: the Cartesian product of the listed values of each dimension."""
+
+    name: str
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    hidden: tuple[int, ...]
+    mlp_ratio: tuple[str, ...]
+    convention: str = "stock"
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict, convention: str = "stock") -> "SubSpace":
+        missing = [k for k in ("layers", "heads", "hidden", "mlp_ratio") if k not in d]
+        if missing:
+            raise SearchSpaceError(f"sub-space {name!r} lacks {', '.join(missing)}")
+        values = {}
+        for key in ("layers", "heads", "hidden", "mlp_ratio"):
+            v = d[key]
+            if not isinstance(v, (list, tuple)) or not v:
+                raise SearchSpaceError(f"sub-space {name!r}: {key} must be a non-empty list, got {v!r}")
+            values[key] = tuple(sorted(set(v), key=lambda x: Fraction(str(x))))
+        return cls(
+            name=name,
+            layers=tuple(int(x) for x in values["layers"]),
+            heads=tuple(int(x) for x in values["heads"]),
+            hidden=tuple(int(x) for x in values["hidden"]),
+            mlp_ratio=tuple(str(x) for x in values["mlp_ratio"]),
+            convention=d.get("convention", convention),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "layers": list(self.layers),
+            "heads": list(self.heads),
+            "hidden": list(self.hidden),
+            "mlp_ratio": [float(Fraction(r)) for r in self.mlp_ratio],
+            "convention": self.convention,
+        }
+
+    def candidates(self, teacher: TeacherDims) -> list[Arch]:
+        """Every valid architecture of the grid, sorted. Raises if the grid exceeds the teacher or is empty.
+
+        In the stock convention a (H, A) pair with H not divisible by A is skipped, not an error, as long
+        as the grid keeps some candidates: grids are written per dimension and cannot exclude single pairs.
+        """
+        archs, skipped = [], []
+        for L, A, H, R in itertools.product(self.layers, self.heads, self.hidden, self.mlp_ratio):
+            if self.convention == "stock" and H % A:
+                skipped.append((H, A))
+                continue
+            try:
+                archs.append(make_arch(L, A, H, R, teacher, self.convention))
+            except SearchSpaceError as e:
+                raise SearchSpaceError(f"sub-space {self.name!r}: {e}") from None
+        if not archs:
+            why = f" (no hidden size is divisible by any head count: {sorted(set(skipped))[:4]}...)" if skipped else ""
+            raise SearchSpaceError(f"sub-space {self.name!r} has an empty grid{why}")
+        return sorted(set(archs))
+
+    def largest(self, teacher: TeacherDims) -> Arch:
+        """The candidate with every dimension at its maximum (the sandwich rule's "largest")."""
+        return max(self.candidates(teacher), key=_size_key)
+
+    def smallest(self, teacher: TeacherDims) -> Arch:
+        return min(self.candidates(teacher), key=_size_key)
+
+
+def _size_key(a: Arch) -> tuple:
+    return (a.layers, a.hidden, a.attention_width, a.ffn, a.heads)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The shape of a SuperLM: the maximum of each dimension over the architectures it must slice.
+
+    Not an :class:`Arch`: the widest attention and the most heads may come from different candidates.
+    """
+
+    layers: int
+    hidden: int
+    ffn: int
+    attention_width: int
+
+    @classmethod
+    def of(cls, archs: Iterable[Arch]) -> "Envelope":
+        archs = list(archs)
+        if not archs:
+            raise SearchSpaceError("cannot take the envelope of no architectures")
+        return cls(
+            layers=max(a.layers for a in archs),
+            hidden=max(a.hidden for a in archs),
+            ffn=max(a.ffn for a in archs),
+            attention_width=max(a.attention_width for a in archs),
+        )
+
+    def contains(self, arch: Arch) -> bool:
+        return (arch.layers <= self.layers and arch.hidden <= self.hidden and arch.ffn <= self.ffn
+                and arch.attention_width <= self.attention_width)
+
+
+def depth_indices(n_super: int, n_active: int, rule: str = "strided") -> list[int]:
+    """Which of ``n_super`` layers a student of ``n_active`` layers keeps.
+
+    ``strided`` (the method's default): floor(i * N / L) for i in 0..L-1, in integer arithmetic.
+    ``first_k``: layers 0..L-1.
+    """
+    if not 1 <= n_active <= n_super:
+        raise SearchSpaceError(f"cannot keep {n_active} of {n_super} layers")
+    if rule == "strided":
+        return [i * n_super // n_active for i in range(n_active)]
+    if rule == "first_k":
+        return list(range(n_active))
+    raise SearchSpaceError(f"unknown depth rule {rule!r}; expected 'strided' or 'first_k'")
+
+
+def validate_disjoint(subspaces: Sequence[SubSpace], teacher: TeacherDims) -> None:
+    """Sub-spaces must not share a candidate (few-shot NAS partitions the space)."""
+    seen: dict[Arch, str] = {}
+    for sub in subspaces:
+        for arch in sub.candidates(teacher):
+            if arch in seen:
+                raise SearchSpaceError(
+                    f"sub-spaces {seen[arch]!r} and {sub.name!r} overlap (both contain {arch.name})"
+                )
+            seen[arch] = sub.name
