@@ -1,0 +1,102 @@
+"""Cost model: parameters and FLOPs in two conventions.
+
+``paper``: the AutoDistil paper's formulas, which assume an attention width w = H * A / A_teacher
+(A_teacher = 12 for BERT-base) and count multiply-accumulates per sequence, without embeddings,
+softmax or LayerNorm. They reproduce the published anchors (BERT-base 109 M / 11.2 GFLOPs).
+
+``exact``: the model that actually runs, with its real attention width A * head_size. Parameters are
+what the module holds; FLOPs are the multiply-accumulates of its matrix products, which is what
+``torch.utils.flop_counter`` counts (divided by 2: torch counts a multiply-add as 2 FLOPs). The pooler
+runs on the [CLS] token only.
+
+"GFLOPs" everywhere in this project means 1e9 multiply-accumulates per sequence, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .space import Arch
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Embedding table sizes (BERT's by default)."""
+
+    size: int = 30522
+    positions: int = 512
+    token_types: int = 2
+
+    @classmethod
+    def from_config(cls, config) -> "Vocab":
+        return cls(config.vocab_size, config.max_position_embeddings, config.type_vocab_size)
+
+
+def paper_params(arch: Arch, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> float:
+    L, H, R = arch.layers, arch.hidden, arch.ffn / arch.hidden
+    w = H * arch.heads / teacher_heads
+    return (
+        H * (vocab.size + vocab.positions + vocab.token_types + 2)
+        + L * (H * H + 3 * H * w + 6 * H)
+        + L * (2 * R * H * H + R * H + 3 * H)
+        + H * H + 2 * H
+    )
+
+
+def paper_gflops(arch: Arch, seq_len: int = 128, teacher_heads: int = 12) -> float:
+    L, H, R, n = arch.layers, arch.hidden, arch.ffn / arch.hidden, seq_len
+    w = H * arch.heads / teacher_heads
+    macs = L * (3 * n * H * w + 2 * n * n * w + n * H * H + 2 * n * R * H * H) + n * H * H + 2 * H
+    return macs / 1e9
+
+
+def exact_params(arch: Arch, vocab: Vocab = Vocab()) -> int:
+    """Parameter count of the stock-layout encoder (with pooler) that runs ``arch``."""
+    H, w, F = arch.hidden, arch.attention_width, arch.ffn
+    embeddings = (vocab.size + vocab.positions + vocab.token_types) * H + 2 * H
+    attention = 3 * (H * w + w) + (w * H + H) + 2 * H
+    mlp = (H * F + F) + (F * H + H) + 2 * H
+    pooler = H * H + H
+    return embeddings + arch.layers * (attention + mlp) + pooler
+
+
+def exact_gflops(arch: Arch, seq_len: int = 128) -> float:
+    """Matrix-product multiply-accumulates per sequence of the model that runs ``arch``."""
+    H, w, F, n = arch.hidden, arch.attention_width, arch.ffn, seq_len
+    per_layer = 3 * n * H * w + 2 * n * n * w + n * w * H + 2 * n * H * F
+    return (arch.layers * per_layer + H * H) / 1e9
+
+
+def costs(arch: Arch, seq_len: int = 128, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> dict:
+    """Both conventions, as stored in ``autodistil.json`` and the search tables."""
+    return {
+        "params_paper": paper_params(arch, teacher_heads, vocab),
+        "gflops_paper": paper_gflops(arch, seq_len, teacher_heads),
+        "params_exact": exact_params(arch, vocab),
+        "gflops_exact": exact_gflops(arch, seq_len),
+        "seq_len": seq_len,
+    }
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_gflops(model: nn.Module, seq_len: int = 128, **forward_kwargs) -> float:
+    """Multiply-accumulates of one forward pass on one sequence, counted by torch.
+
+    Counted under the MATH attention backend: torch's counter sees nothing inside the fused CPU
+    attention kernel, while the math backend decomposes attention into counted matrix products.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    ids = torch.ones(1, seq_len, dtype=torch.long, device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), **forward_kwargs)
+    return counter.get_total_flops() / 2 / 1e9

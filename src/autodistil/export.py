@@ -1,0 +1,113 @@
+"""Export a sub-network of a SuperLM as a standard Hugging Face model folder.
+
+A ``stock`` architecture (attention width = hidden size) becomes a plain ``bert`` model that
+``transformers.AutoModel.from_pretrained`` loads without autodistil. A ``fixed_head`` one becomes an
+``autodistil_bert`` model whose code travels inside the folder (``trust_remote_code=True``), or that
+loads directly once ``autodistil`` is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel
+
+from .cost import Vocab, costs, count_params
+from .modeling_autodistil_bert import AutoDistilBertConfig, AutoDistilBertModel
+from .space import Arch
+from .superlm import SuperLM
+
+INFO_FILE = "autodistil.json"
+
+
+def student_config(superlm: SuperLM, arch: Arch) -> BertConfig:
+    cfg = superlm.config
+    common = dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=arch.hidden,
+        num_hidden_layers=arch.layers,
+        num_attention_heads=arch.heads,
+        intermediate_size=arch.ffn,
+        hidden_act=cfg.hidden_act,
+        hidden_dropout_prob=cfg.hidden_dropout,
+        attention_probs_dropout_prob=cfg.attention_dropout,
+        max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=cfg.type_vocab_size,
+        layer_norm_eps=cfg.layer_norm_eps,
+        pad_token_id=cfg.pad_token_id,
+        architectures=None,
+    )
+    if arch.convention == "stock":
+        return BertConfig(**common)
+    return AutoDistilBertConfig(attention_head_size=arch.head_size, **common)
+
+
+def build_student(superlm: SuperLM, arch: Arch) -> BertModel:
+    """A standalone transformers model holding the SuperLM's weights for ``arch`` (eval mode, CPU)."""
+    config = student_config(superlm, arch)
+    model_cls = BertModel if isinstance(config, BertConfig) and config.model_type == "bert" else AutoDistilBertModel
+    model = model_cls(config)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in superlm.sliced_state_dict(arch, shapes).items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def export_student(
+    superlm: SuperLM,
+    arch: Arch,
+    out_dir: str | Path,
+    tokenizer=None,
+    info: dict | None = None,
+    seq_len: int = 128,
+) -> Path:
+    """Write ``arch`` as a model folder (weights, config, tokenizer, ``autodistil.json``), atomically."""
+    out_dir = Path(out_dir)
+    model = build_student(superlm, arch)
+    cfg = superlm.config
+    record = {
+        "arch": arch.to_dict(),
+        "convention": arch.convention,
+        "model_type": model.config.model_type,
+        "costs": costs(arch, seq_len, cfg.relation_heads, Vocab(cfg.vocab_size, cfg.max_position_embeddings,
+                                                                  cfg.type_vocab_size)),
+        "params_module": count_params(model),
+        "superlm": {"envelope": cfg.to_dict()["envelope"], "depth_rule": cfg.depth_rule,
+                    "layers_kept": superlm.layer_indices(arch), **cfg.provenance},
+        **(info or {}),
+    }
+    if arch.convention != "stock":
+        record["load_with"] = "AutoModel.from_pretrained(path, trust_remote_code=True), or import autodistil first"
+        # save_pretrained then copies modeling_autodistil_bert.py into the folder and writes auto_map.
+        AutoDistilBertConfig.register_for_auto_class()
+        AutoDistilBertModel.register_for_auto_class("AutoModel")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+@torch.no_grad()
+def superlm_hidden(superlm: SuperLM, arch: Arch, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+    """Last hidden state of the SuperLM slice ``arch`` in eval mode (the reference for an exported model)."""
+    was_training = superlm.training
+    superlm.eval()
+    try:
+        return superlm(input_ids, attention_mask, token_type_ids, arch=arch, distill_layer=None).last_hidden_state
+    finally:
+        superlm.train(was_training)
