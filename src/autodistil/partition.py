@@ -1,0 +1,440 @@
+"""Step 1 of AutoDistil: partition the student search space into K compact, non-overlapping sub-spaces.
+
+Two ways to get the K grids (each an explicit list of integers per dimension, see :class:`SubSpace`):
+
+- :func:`explicit_partition`: grids written by hand (``configs/paper.yaml`` carries the paper's base / small /
+  tiny grids for BERT-base), validated: non-empty, within the teacher, pairwise disjoint.
+- :func:`auto_partition`: grids derived from the teacher's shape, K and K target bands, following the
+  heuristics visible in the paper's grids (METHOD.md):
+
+  * every value lies on a coarse, teacher-anchored lattice: layers ``L_t - j``, heads ``A_t - j``, hidden
+    ``H_t - j * H_t/24``, MLP ratio ``R_t - j/2``; a grid is an evenly spaced window of that lattice
+    (stride 1 preferred, wider strides only when the band needs them, e.g. K=1);
+  * each sub-space's cost range sits in its own band and the bands are disjoint and ordered (the range of
+    sub-space i lies strictly below the range of sub-space i-1), which also makes the grids disjoint;
+  * depth is kept before width: among the grids that fit the band about as well as the best one, the
+    deepest wins; sub-spaces only go shallow when the width floors (below) cannot reach the band;
+  * floors scaled to the teacher, read off the paper's tiny grid: layers >= L_t/3, heads >= A_t/2,
+    hidden >= H_t/6, MLP ratio >= R_t/2.
+
+Band measure. The paper's bands (about 35-75 %, 11-26 %, 4-10 % of the teacher) are on *total* parameters
+of a 110 M BERT-base whose embeddings are 22 % of its weights. For the packaged 22.7 M MiniLM teacher the
+embeddings are 52 % (11.9 M), so total-parameter bands cannot be transferred: the 4-10 % band would need
+H < 64 for the embeddings alone. The default measure is therefore the *non-embedding* parameters in the
+paper's convention (everything but the word/position/type tables), which tracks compute (FLOPs / 128 tokens)
+and transfers across teachers. The paper's own grids occupy 26-70 %, 5.4-20 % and 0.5-4.4 % of BERT-base's
+non-embedding parameters: those are the default bands (:data:`PAPER_BANDS`). ``measure="params"`` with the
+paper's total-parameter bands and ``measure="gflops"`` are available too.
+
+Costs are reported in the paper convention (:func:`autodistil.cost.paper_params`,
+:func:`autodistil.cost.paper_gflops`): they depend on the grid only, not on the attention convention.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .cost import Vocab, paper_gflops, paper_params
+from .space import CONVENTIONS, Arch, SearchSpaceError, SubSpace, TeacherDims, validate_disjoint
+
+DIMS = ("layers", "heads", "hidden", "mlp_ratio")
+MEASURES = ("nonembed_params", "params", "gflops")
+
+#: Default sub-space names per K (the stage checks them against ``partition.names`` in params.yaml).
+DEFAULT_NAMES = {
+    1: ("all",),
+    2: ("base", "small"),
+    3: ("base", "small", "tiny"),
+    4: ("base", "medium", "small", "tiny"),
+    5: ("large", "base", "medium", "small", "tiny"),
+}
+
+#: The paper's K=3 bands (fractions of the teacher, largest sub-space first) per measure.
+#: ``params``: the paper's text; the others: what the paper's BERT-base grids actually span.
+PAPER_BANDS = {
+    "params": ((0.35, 0.75), (0.11, 0.26), (0.04, 0.10)),
+    "nonembed_params": ((0.26, 0.70), (0.054, 0.20), (0.005, 0.044)),
+    "gflops": ((0.26, 0.70), (0.057, 0.21), (0.006, 0.046)),
+}
+
+#: Default floors as fractions of the teacher (the paper's tiny grid: L 4 = 12/3, H 128 = 768/6, R 2 = 4/2).
+DEFAULT_FLOORS = {"layers": 1 / 3, "heads": 1 / 2, "hidden": 1 / 6, "mlp_ratio": 1 / 2}
+
+#: Values per dimension of an auto grid (the paper's 4^4 = 256).
+DEFAULT_VALUES = {"layers": 4, "heads": 4, "hidden": 4, "mlp_ratio": 4}
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _ratio_key(x) -> Fraction:
+    return Fraction(str(x))
+
+
+def default_names(k: int) -> list[str]:
+    if k < 1:
+        raise SearchSpaceError(f"K must be >= 1, got {k}")
+    return list(DEFAULT_NAMES.get(k, tuple(f"s{i}" for i in range(k))))
+
+
+def default_bands(k: int, measure: str = "nonembed_params") -> list[tuple[float, float]]:
+    """The paper's bands for K=3; for another K, K disjoint bands spread over the same overall range.
+
+    K=1 gets one band covering the three (the one-shot ablation). Other K split the log range of the K=3
+    bands into K equal parts separated by gaps of 20 % (the paper's gaps are 23-30 %).
+    """
+    if measure not in PAPER_BANDS:
+        raise SearchSpaceError(f"unknown band measure {measure!r}; expected one of {MEASURES}")
+    paper = PAPER_BANDS[measure]
+    if k == 3:
+        return [tuple(b) for b in paper]
+    lo, hi = paper[-1][0], paper[0][1]
+    if k == 1:
+        return [(lo, hi)]
+    gap = math.log(1.2)
+    width = (math.log(hi / lo) - (k - 1) * gap) / k
+    bands = []
+    for i in range(k):  # largest first
+        top = math.log(hi) - i * (width + gap)
+        bands.append((round(math.exp(top - width), 6), round(math.exp(top), 6)))
+    return bands
+
+
+def measure_of(arch: Arch, measure: str, teacher: TeacherDims, vocab: Vocab = Vocab(), seq_len: int = 128) -> float:
+    """The band measure of one architecture, in the paper convention."""
+    if measure == "params":
+        return paper_params(arch, teacher.heads, vocab)
+    if measure == "nonembed_params":
+        return paper_params(arch, teacher.heads, vocab) - arch.hidden * (
+            vocab.size + vocab.positions + vocab.token_types + 2)
+    if measure == "gflops":
+        return paper_gflops(arch, seq_len, teacher.heads)
+    raise SearchSpaceError(f"unknown band measure {measure!r}; expected one of {MEASURES}")
+
+
+def check_grid_bounds(sub: SubSpace, teacher: TeacherDims) -> None:
+    """Every listed value within the teacher (checked per value, so stock-skipped pairs cannot hide one)."""
+    r_max = Fraction(teacher.ffn, teacher.hidden)
+    limits = {"layers": teacher.layers, "heads": teacher.heads, "hidden": teacher.hidden}
+    for key, limit in limits.items():
+        for v in getattr(sub, key):
+            if v <= 0:
+                raise SearchSpaceError(f"sub-space {sub.name!r}: {key} value {v} must be a positive integer")
+            if v > limit:
+                raise SearchSpaceError(f"sub-space {sub.name!r}: {key} value {v} exceeds the teacher's {limit}")
+    for r in sub.mlp_ratio:
+        if Fraction(r) <= 0:
+            raise SearchSpaceError(f"sub-space {sub.name!r}: mlp_ratio value {r} must be positive")
+        if Fraction(r) * max(sub.hidden) > teacher.ffn:
+            raise SearchSpaceError(
+                f"sub-space {sub.name!r}: mlp_ratio {r} x hidden {max(sub.hidden)} = FFN "
+                f"{float(Fraction(r) * max(sub.hidden)):g} exceeds the teacher's {teacher.ffn} (ratio {float(r_max):g})")
+
+
+def validate(subspaces: Sequence[SubSpace], teacher: TeacherDims) -> None:
+    """Non-empty, within the teacher, unique names, pairwise disjoint; raises :class:`SearchSpaceError`."""
+    if not subspaces:
+        raise SearchSpaceError("no sub-spaces: K must be >= 1")
+    names = [s.name for s in subspaces]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SearchSpaceError(f"sub-space names must be unique; repeated: {dup}")
+    for sub in subspaces:
+        check_grid_bounds(sub, teacher)
+        sub.candidates(teacher)  # raises on an empty grid
+    validate_disjoint(subspaces, teacher)
+
+
+def skipped_pairs(sub: SubSpace) -> int:
+    """Grid points dropped in the stock convention because H is not divisible by A."""
+    if sub.convention != "stock":
+        return 0
+    bad = sum(1 for A in sub.heads for H in sub.hidden if H % A)
+    return bad * len(sub.layers) * len(sub.mlp_ratio)
+
+
+# ---------------------------------------------------------------------------------------------- explicit
+
+
+def explicit_partition(grids: Mapping[str, Mapping], convention: str = "stock", teacher: TeacherDims | None = None
+                       ) -> list[SubSpace]:
+    """Sub-spaces from hand-written grids ``{name: {layers: [...], heads: [...], hidden: [...], mlp_ratio: [...]}}``.
+
+    Order is kept (largest first by convention). With ``teacher`` the grids are validated at once.
+    """
+    if convention not in CONVENTIONS:
+        raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
+    if not isinstance(grids, Mapping) or not grids:
+        raise SearchSpaceError("explicit grids must be a non-empty mapping {name: {layers, heads, hidden, mlp_ratio}}")
+    subs = []
+    for name, grid in grids.items():
+        if not isinstance(grid, Mapping):
+            raise SearchSpaceError(f"sub-space {name!r}: expected a mapping with {', '.join(DIMS)}, got {grid!r}")
+        extra = sorted(set(grid) - set(DIMS) - {"convention"})
+        if extra:
+            raise SearchSpaceError(f"sub-space {name!r}: unknown keys {extra}; expected {', '.join(DIMS)}")
+        for key in ("layers", "heads", "hidden"):
+            for v in grid.get(key) or []:
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise SearchSpaceError(f"sub-space {name!r}: {key} value {v!r} must be an integer")
+        subs.append(SubSpace.from_dict(str(name), dict(grid), convention))
+    if teacher is not None:
+        validate(subs, teacher)
+    return subs
+
+
+# -------------------------------------------------------------------------------------------------- auto
+
+
+def _lattice(top, step, floor, positive_min) -> list:
+    """Teacher-anchored values ``top - j*step`` down to ``floor`` (ascending)."""
+    vals, j = [], 0
+    while True:
+        v = top - j * step
+        if v < floor or v < positive_min:
+            break
+        vals.append(v)
+        j += 1
+    return sorted(vals)
+
+
+def _windows(n_axis: int, n: int) -> list[tuple[int, ...]]:
+    """Evenly spaced index windows of ``n`` values (fewer if the axis is shorter), any stride."""
+    if n_axis <= n:
+        return [tuple(range(n_axis))]
+    out = []
+    for stride in range(1, (n_axis - 1) // (n - 1) + 1 if n > 1 else 2):
+        for start in range(n_axis - (n - 1) * stride):
+            out.append(tuple(start + i * stride for i in range(n)))
+    return out
+
+
+def _stride(window: tuple[int, ...]) -> int:
+    """0 for a contiguous window, else its stride minus 1."""
+    return window[1] - window[0] - 1 if len(window) > 1 else 0
+
+
+@dataclass(frozen=True)
+class _Choice:
+    idx: tuple[tuple[int, ...], ...]  # index windows per dimension
+    lo: float
+    hi: float
+    misfit: float
+    valid: int
+    total: int
+    stride: int
+
+
+def auto_partition(
+    teacher: TeacherDims,
+    k: int,
+    names: Sequence[str] | None = None,
+    bands: Sequence[Sequence[float]] | None = None,
+    measure: str = "nonembed_params",
+    values: Mapping[str, int] | None = None,
+    convention: str = "stock",
+    floors: Mapping[str, float] | None = None,
+    min_candidates: int = 8,
+    tolerance: float = 0.15,
+    vocab: Vocab = Vocab(),
+    seq_len: int = 128,
+) -> list[SubSpace]:
+    """K disjoint sub-spaces derived from the teacher's shape (largest first); see the module docstring.
+
+    ``bands``: K ``[low, high]`` fractions of the teacher's ``measure``, largest first (default
+    :func:`default_bands`). ``values``: values per dimension (default 4 each). ``min_candidates``: a grid
+    must keep at least this many valid architectures (or all of its grid points if fewer). ``tolerance``:
+    grids whose band misfit (``|ln(lo/band_lo)| + |ln(hi/band_hi)|``) is within this of the best are
+    considered equally good, and the deepest / most compact / fullest of them is taken.
+    """
+    if int(k) != k or k < 1:
+        raise SearchSpaceError(f"K must be a positive integer, got {k!r}")
+    k = int(k)
+    if convention not in CONVENTIONS:
+        raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
+    names = list(names) if names is not None else default_names(k)
+    if len(names) != k:
+        raise SearchSpaceError(f"{len(names)} names {names} for K={k} sub-spaces")
+    bands = [tuple(map(float, b)) for b in (bands if bands is not None else default_bands(k, measure))]
+    if len(bands) != k:
+        raise SearchSpaceError(f"{len(bands)} bands for K={k} sub-spaces; give one [low, high] per sub-space")
+    for i, (lo, hi) in enumerate(bands):
+        if not 0 < lo < hi:
+            raise SearchSpaceError(f"band {i} {[lo, hi]} must satisfy 0 < low < high")
+        if i and hi > bands[i - 1][0]:
+            raise SearchSpaceError(f"bands must be disjoint and ordered largest first: {list(bands[i - 1])} then {[lo, hi]}")
+    values = {**DEFAULT_VALUES, **(values or {})}
+    floors = {**DEFAULT_FLOORS, **(floors or {})}
+    for key in DIMS:
+        if int(values[key]) != values[key] or values[key] < 1:
+            raise SearchSpaceError(f"values.{key} must be a positive integer, got {values[key]!r}")
+
+    # The lattice: coarse even steps anchored at the teacher.
+    h_step = max(1, teacher.hidden // 24)
+    r_top = Fraction(teacher.ffn, teacher.hidden)
+    r_step = Fraction(1, 2) if (h_step % 2 == 0) else Fraction(1)
+    axes = {
+        "layers": _lattice(teacher.layers, 1, floors["layers"] * teacher.layers, 1),
+        "heads": _lattice(teacher.heads, 1, floors["heads"] * teacher.heads, 1),
+        "hidden": _lattice(teacher.hidden, h_step, floors["hidden"] * teacher.hidden, 1),
+        "mlp_ratio": _lattice(r_top, r_step, Fraction(floors["mlp_ratio"]).limit_denominator(1000) * r_top,
+                              Fraction(1, 10**6)),
+    }
+    # ratios whose R*H is not an integer for every lattice H are dropped
+    axes["mlp_ratio"] = [r for r in axes["mlp_ratio"] if all((r * h).denominator == 1 for h in axes["hidden"])]
+    for key, ax in axes.items():
+        if not ax:
+            raise SearchSpaceError(f"no {key} value between the floor {floors[key]} x teacher and the teacher")
+
+    teacher_measure = measure_of(teacher.as_arch(), measure, teacher, vocab, seq_len)
+    cache: dict[tuple, float] = {}
+
+    def cost(iL, iA, iH, iR) -> float:
+        key = (iL, iA, iH, iR)
+        if key not in cache:
+            H, R = axes["hidden"][iH], axes["mlp_ratio"][iR]
+            arch = Arch(axes["layers"][iL], axes["heads"][iA], H, int(R * H), teacher.head_size)
+            cache[key] = measure_of(arch, measure, teacher, vocab, seq_len) / teacher_measure
+        return cache[key]
+
+    wins = {key: _windows(len(axes[key]), int(values[key])) for key in DIMS}
+    # valid (H, A) pairs per (heads window, hidden window) in the stock convention
+    subspaces: list[SubSpace] = []
+    ceiling = math.inf  # the previous sub-space's lowest cost: this one must stay strictly below
+    for name, (b_lo, b_hi) in zip(names, bands):
+        choices: list[_Choice] = []
+        for wA, wH in itertools.product(wins["heads"], wins["hidden"]):
+            pairs = [(axes["hidden"][h], axes["heads"][a]) for a in wA for h in wH]
+            good = sum(1 for H, A in pairs if convention != "stock" or H % A == 0)
+            if good == 0:
+                continue
+            for wL, wR in itertools.product(wins["layers"], wins["mlp_ratio"]):
+                total = len(pairs) * len(wL) * len(wR)
+                valid = good * len(wL) * len(wR)
+                if valid < min(min_candidates, total):
+                    continue
+                lo = cost(wL[0], wA[0], wH[0], wR[0])
+                hi = cost(wL[-1], wA[-1], wH[-1], wR[-1])
+                if hi >= ceiling:
+                    continue
+                misfit = abs(math.log(lo / b_lo)) + abs(math.log(hi / b_hi))
+                stride = sum(_stride(w) for w in (wA, wH, wR))
+                choices.append(_Choice((wL, wA, wH, wR), lo, hi, misfit, valid, total, stride))
+        if not choices:
+            raise SearchSpaceError(
+                f"auto partition: no grid for sub-space {name!r} (band {[b_lo, b_hi]} of the teacher's {measure}) "
+                f"below the previous sub-space and above the floors; lower K, widen the bands or lower the floors")
+        best = min(c.misfit for c in choices)
+        good_enough = [c for c in choices if c.misfit <= best + tolerance]
+        # contiguous layers, depth kept before width (deepest), then compact width grids, then fewest
+        # stock-skipped pairs, then the best fit, then the widest heads / MLP ratio
+        pick = min(good_enough, key=lambda c: (
+            _stride(c.idx[0]), -axes["layers"][c.idx[0][-1]], c.stride, c.total - c.valid, round(c.misfit, 6),
+            -axes["heads"][c.idx[1][-1]], -axes["mlp_ratio"][c.idx[3][-1]]))
+        grid = {key: [axes[key][i] for i in w] for key, w in zip(DIMS, pick.idx)}
+        sub = SubSpace.from_dict(name, {**grid, "mlp_ratio": [str(r) for r in grid["mlp_ratio"]]}, convention)
+        subspaces.append(sub)
+        ceiling = min(measure_of(a, measure, teacher, vocab, seq_len) / teacher_measure for a in sub.candidates(teacher))
+    validate(subspaces, teacher)
+    return subspaces
+
+
+# --------------------------------------------------------------------------------------------- describe
+
+
+def _ratio_json(r: str):
+    f = Fraction(r)
+    return int(f) if f.denominator == 1 else float(f)
+
+
+def describe(subspaces: Sequence[SubSpace], teacher: TeacherDims, seq_len: int = 128, vocab: Vocab = Vocab()) -> dict:
+    """Per sub-space: the grid, the FFN sizes, candidate and skipped counts, largest/smallest, cost bands.
+
+    Costs in the paper convention; ``*_frac`` are fractions of the teacher in the same convention.
+    """
+    t_arch = teacher.as_arch()
+    t_params = paper_params(t_arch, teacher.heads, vocab)
+    t_gflops = paper_gflops(t_arch, seq_len, teacher.heads)
+    t_nonemb = measure_of(t_arch, "nonembed_params", teacher, vocab, seq_len)
+    out = {}
+    for sub in subspaces:
+        cands = sub.candidates(teacher)
+        params = [paper_params(a, teacher.heads, vocab) for a in cands]
+        gflops = [paper_gflops(a, seq_len, teacher.heads) for a in cands]
+        nonemb = [measure_of(a, "nonembed_params", teacher, vocab, seq_len) for a in cands]
+        out[sub.name] = {
+            "layers": list(sub.layers),
+            "heads": list(sub.heads),
+            "hidden": list(sub.hidden),
+            "mlp_ratio": [_ratio_json(r) for r in sub.mlp_ratio],
+            "ffn": sorted({a.ffn for a in cands}),
+            "candidates": len(cands),
+            "skipped": skipped_pairs(sub),
+            "largest": sub.largest(teacher).to_dict(),
+            "smallest": sub.smallest(teacher).to_dict(),
+            "params_paper": [min(params), max(params)],
+            "gflops_paper": [min(gflops), max(gflops)],
+            "params_frac": [min(params) / t_params, max(params) / t_params],
+            "nonembed_params_frac": [min(nonemb) / t_nonemb, max(nonemb) / t_nonemb],
+            "gflops_frac": [min(gflops) / t_gflops, max(gflops) / t_gflops],
+        }
+    return out
+
+
+def teacher_summary(teacher: TeacherDims, source: str, seq_len: int = 128, vocab: Vocab = Vocab()) -> dict:
+    arch = teacher.as_arch()
+    return {
+        "source": source,
+        "layers": teacher.layers,
+        "heads": teacher.heads,
+        "hidden": teacher.hidden,
+        "ffn": teacher.ffn,
+        "head_size": teacher.head_size,
+        "vocab_size": vocab.size,
+        "max_position_embeddings": vocab.positions,
+        "type_vocab_size": vocab.token_types,
+        "params_paper": paper_params(arch, teacher.heads, vocab),
+        "gflops_paper": paper_gflops(arch, seq_len, teacher.heads),
+        "seq_len": seq_len,
+    }
+
+
+def subspaces_document(subspaces: Sequence[SubSpace], teacher: TeacherDims, source: str, convention: str,
+                       seq_len: int = 128, vocab: Vocab = Vocab(), mode: str = "explicit", settings: Mapping | None = None
+                       ) -> dict:
+    """The content of ``partition/subspaces.json``."""
+    return {
+        "teacher": teacher_summary(teacher, source, seq_len, vocab),
+        "convention": convention,
+        "mode": mode,
+        "settings": dict(settings or {}),
+        "subspaces": describe(subspaces, teacher, seq_len, vocab),
+    }
+
+
+def load_subspaces(path: str | Path) -> dict[str, SubSpace]:
+    """``{name: SubSpace}`` from ``partition/subspaces.json``, in the file's order (largest first)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SearchSpaceError(f"{path}: not found (run the partition stage first)") from None
+    except json.JSONDecodeError as e:
+        raise SearchSpaceError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("subspaces"), dict):
+        raise SearchSpaceError(f"{path}: expected a mapping with a 'subspaces' mapping")
+    convention = doc.get("convention", "stock")
+    return {name: SubSpace.from_dict(name, grid, convention) for name, grid in doc["subspaces"].items()}
+
+
+def load_teacher_dims(path: str | Path) -> TeacherDims:
+    """The teacher's shape recorded in ``partition/subspaces.json``."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    t = doc["teacher"]
+    return TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"]))

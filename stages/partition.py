@@ -1,0 +1,170 @@
+"""Stage partition: the teacher's shape + params -> K disjoint sub-space grids.
+
+    python stages/partition.py
+
+Reads params.yaml (teacher.source, mlflow.experiment, partition.*) and the teacher's config (no weights),
+writes partition/subspaces.json and metrics/partition.json, both atomically. Bad input: one line on
+stderr, exit 1, nothing written.
+"""
+
+import argparse
+import time
+
+from autodistil.io import InputError, load_params, param, run_main
+
+DIMS = ("layers", "heads", "hidden", "mlp_ratio")
+
+
+def _teacher(source: str):
+    """The teacher's dims and vocabulary from its config alone (no weights are loaded)."""
+    from transformers import AutoConfig
+
+    from autodistil.cost import Vocab
+    from autodistil.space import TeacherDims
+    from autodistil.teacher import resolve_source
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_source(source))
+        return TeacherDims.from_config(config), Vocab.from_config(config)
+    except (OSError, ValueError, AttributeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"teacher.source {source!r}: cannot read the teacher's config ({msg})") from None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="partition/subspaces.json")
+    ap.add_argument("--metrics", default="metrics/partition.json")
+    args = ap.parse_args()
+
+    params = load_params(args.params)
+    src = args.params
+
+    def get(key, default=...):
+        return param(params, f"partition.{key}", source=src) if default is ... else \
+            param(params, f"partition.{key}", default, source=src)
+
+    p = param(params, "partition", source=src)
+    if not isinstance(p, dict):
+        raise InputError(f"{src}: 'partition' must be a mapping")
+    mode = get("mode")
+    names = get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"{src}: partition.names must be a non-empty list of sub-space names, got {names!r}")
+    convention = get("convention", "stock")
+    seq_len = get("seq_len", 128)
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise InputError(f"{src}: partition.seq_len must be a positive integer, got {seq_len!r}")
+    k = get("k", None)
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InputError(f"{src}: partition.k must be a positive integer, got {k!r}")
+    source = str(param(params, "teacher.source", source=src))
+
+    from autodistil import partition as part
+    from autodistil.space import SearchSpaceError
+
+    teacher, vocab = _teacher(source)
+    t0 = time.perf_counter()
+    settings: dict = {"k": k}
+    try:
+        if mode == "explicit":
+            grids = get("grids")
+            if not isinstance(grids, dict) or not grids:
+                raise InputError(f"{src}: partition.grids must map each sub-space name to its grid "
+                                 f"({', '.join(DIMS)}), got {grids!r}")
+            if k is not None and k != len(grids):
+                raise InputError(f"{src}: partition.k={k} but partition.grids has {len(grids)} sub-spaces "
+                                 f"{list(grids)}")
+            subs = part.explicit_partition(grids, convention, teacher)
+        elif mode == "auto":
+            if k is None:
+                raise InputError(f"{src}: missing key 'partition.k' (the number of sub-spaces, auto mode)")
+            auto = get("auto", {}) or {}
+            if not isinstance(auto, dict):
+                raise InputError(f"{src}: partition.auto must be a mapping, got {auto!r}")
+            unknown = sorted(set(auto) - {"measure", "bands", "values", "floors", "min_candidates", "tolerance"})
+            if unknown:
+                raise InputError(f"{src}: unknown keys under partition.auto: {unknown}")
+            for key in ("values", "floors"):
+                if auto.get(key) is not None and not isinstance(auto[key], dict):
+                    raise InputError(f"{src}: partition.auto.{key} must map {', '.join(DIMS)} to numbers")
+                bad = sorted(set(auto.get(key) or {}) - set(DIMS))
+                if bad:
+                    raise InputError(f"{src}: partition.auto.{key} has unknown dimensions {bad}; expected {DIMS}")
+            bands = auto.get("bands")
+            if bands is not None and (not isinstance(bands, list) or not all(
+                    isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) for x in b) for b in bands)):
+                raise InputError(f"{src}: partition.auto.bands must be null or a list of [low, high] fractions, "
+                                 f"got {bands!r}")
+            measure = auto.get("measure", "nonembed_params")
+            if measure not in part.MEASURES:
+                raise InputError(f"{src}: partition.auto.measure must be one of {list(part.MEASURES)}, got {measure!r}")
+            settings.update({
+                "measure": measure,
+                "bands": bands if bands is not None else [list(b) for b in part.default_bands(k, measure)],
+                "values": {**part.DEFAULT_VALUES, **(auto.get("values") or {})},
+                "floors": {**part.DEFAULT_FLOORS, **(auto.get("floors") or {})},
+                "min_candidates": auto.get("min_candidates", 8),
+            })
+            subs = part.auto_partition(
+                teacher, k, names=part.default_names(k) if len(names) != k else names,
+                bands=bands, measure=measure, values=auto.get("values"), convention=convention,
+                floors=auto.get("floors"), min_candidates=int(auto.get("min_candidates", 8)),
+                tolerance=float(auto.get("tolerance", 0.15)), vocab=vocab, seq_len=seq_len)
+        else:
+            raise InputError(f"{src}: partition.mode must be 'auto' or 'explicit', got {mode!r}")
+        produced = [s.name for s in subs]
+        if produced != names:
+            raise InputError(f"{src}: partition.names {names} does not match the sub-spaces produced {produced}; "
+                             f"set partition.names: {produced} (DVC iterates over that list)")
+        doc = part.subspaces_document(subs, teacher, source, convention, seq_len, vocab, mode, settings)
+    except SearchSpaceError as e:
+        raise InputError(f"{src}: partition ({mode}): {e}") from None
+    seconds = round(time.perf_counter() - t0, 3)
+
+    from autodistil.io import atomic_write_json
+    from autodistil.tracking import log_metrics, stage_run, write_metrics
+
+    metrics = {
+        "mode": mode,
+        "convention": convention,
+        "k": len(subs),
+        "teacher_params_paper": doc["teacher"]["params_paper"],
+        "teacher_gflops_paper": doc["teacher"]["gflops_paper"],
+        "subspaces": {
+            name: {
+                "candidates": d["candidates"],
+                "skipped": d["skipped"],
+                "params_paper_min": d["params_paper"][0],
+                "params_paper_max": d["params_paper"][1],
+                "gflops_paper_min": d["gflops_paper"][0],
+                "gflops_paper_max": d["gflops_paper"][1],
+                "params_frac_min": d["params_frac"][0],
+                "params_frac_max": d["params_frac"][1],
+                "nonembed_params_frac_min": d["nonembed_params_frac"][0],
+                "nonembed_params_frac_max": d["nonembed_params_frac"][1],
+            }
+            for name, d in doc["subspaces"].items()
+        },
+        "candidates_total": sum(d["candidates"] for d in doc["subspaces"].values()),
+        "seconds": seconds,
+    }
+    logged = {"teacher": params.get("teacher", {}), "partition": p}
+    with stage_run("partition", logged, param(params, "mlflow.experiment", default="autodistil")) as run:
+        atomic_write_json(args.out, doc)
+        log_metrics({k_: v for k_, v in metrics.items() if k_ not in ("mode", "convention")})
+        write_metrics(args.metrics, metrics, run)
+        import mlflow
+
+        mlflow.log_dict(doc, "subspaces.json")
+    for name, d in doc["subspaces"].items():
+        print(f"partition: {name}: L{d['layers']} A{d['heads']} H{d['hidden']} R{d['mlp_ratio']}: "
+              f"{d['candidates']} candidates ({d['skipped']} skipped), "
+              f"{d['params_paper'][0] / 1e6:.2f}-{d['params_paper'][1] / 1e6:.2f} M params, "
+              f"{d['gflops_paper'][0]:.3f}-{d['gflops_paper'][1]:.3f} GFLOPs (paper convention)")
+    print(f"partition: {mode}, {convention}, K={len(subs)}, teacher {source}, {seconds} s")
+
+
+if __name__ == "__main__":
+    run_main(main)
