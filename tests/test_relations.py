@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autodistil.relations import relation_loss, relation_scores
+from autodistil.space import Arch
+from autodistil.teacher import teacher_qkv
+from tiny import padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
+
+
+def _qkv(seed, batch=2, tokens=6, width=24):
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(batch, tokens, width, generator=g) for _ in range(3))
+
+
+def test_relation_scores_split_heads_and_drop_trailing_channels():
+    x = torch.randn(2, 5, 26)
+    r = relation_scores(x, n_heads=4)  # d_r = 6, two channels dropped
+    assert r.shape == (2, 4, 5, 5)
+    head1 = x[..., 6:12]
+    assert torch.allclose(r[:, 1], head1 @ head1.transpose(-1, -2) / math.sqrt(6))
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+def test_loss_is_zero_for_identical_relations_and_positive_otherwise(kind):
+    t = _qkv(0)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    assert relation_loss(t, t, mask, 4, kind).item() == pytest.approx(0.0, abs=1e-6)
+    assert relation_loss(_qkv(1), t, mask, 4, kind).item() > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+def test_extra_padding_leaves_the_loss_unchanged(kind):
+    s, t = _qkv(1, tokens=5), _qkv(2, tokens=5)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    pad = lambda xs: tuple(torch.cat([x, 100 * torch.randn(2, 4, x.shape[-1])], 1) for x in xs)  # noqa: E731
+    padded_mask = torch.cat([mask, torch.zeros(2, 4, dtype=mask.dtype)], 1)
+    a = relation_loss(s, t, mask, 4, kind)
+    b = relation_loss(pad(s), pad(t), padded_mask, 4, kind)
+    assert b.item() == pytest.approx(a.item(), rel=1e-5)
+
+
+def test_kl_matches_a_direct_computation_on_an_unpadded_batch():
+    s, t = _qkv(3), _qkv(4)
+    mask = torch.ones(2, 6, dtype=torch.long)
+    expected = 0.0
+    for xs, xt in zip(s, t):
+        log_s = F.log_softmax(relation_scores(xs, 4), -1).reshape(-1, 6)
+        log_t = F.log_softmax(relation_scores(xt, 4), -1).reshape(-1, 6)
+        expected += F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+    assert relation_loss(s, t, mask, 4, "kl").item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_mse_matches_a_direct_computation_over_real_pairs():
+    s, t = _qkv(5), _qkv(6)
+    mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3])
+    expected = 0.0
+    for xs, xt in zip(s, t):
+        d = (relation_scores(xs, 4) - relation_scores(xt, 4)) ** 2
+        expected += (d[0].sum() + d[1, :, :3, :3].sum()) / (4 * (36 + 9))
+    assert relation_loss(s, t, mask, 4, "mse").item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_unknown_loss_is_an_error():
+    with pytest.raises(ValueError, match="unknown relation loss 'l1'"):
+        relation_loss(_qkv(0), _qkv(0), torch.ones(2, 6), 4, "l1")
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+def test_gradient_reaches_only_the_active_slices(kind):
+    teacher = tiny_teacher()
+    superlm = tiny_superlm(teacher, tiny_subspace(), hidden_dropout=0.0, attention_dropout=0.0)
+    ids, mask, types = padded_batch()
+    arch = Arch(2, 2, 48, 72, 24)  # layers 0 and 2 of 4; 48 of 64 hidden, 72 of 128 FFN channels
+    target = teacher_qkv(teacher, ids, mask, token_type_ids=types)
+    out = superlm.train()(ids, mask, types, arch=arch, stop_at_distill_layer=True)
+    relation_loss(out.qkv, target, mask, teacher.config.num_attention_heads, kind).backward()
+
+    params = dict(superlm.named_parameters())
+    grad = lambda name: params[name].grad  # noqa: E731
+    # embeddings: only the first 48 columns
+    g = grad("embeddings.word_embeddings.weight")
+    assert g[:, :48].abs().sum() > 0 and g[:, 48:].abs().sum() == 0
+    # layer 0 runs fully at the active width: its inactive FFN rows/cols get nothing
+    g = grad("encoder.layer.0.intermediate.dense.weight")
+    assert g[:72, :48].abs().sum() > 0 and g[72:].abs().sum() == 0 and g[:, 48:].abs().sum() == 0
+    # layer 2 is the distilled layer: Q/K/V get gradient, its attention output and FFN do not
+    g = grad("encoder.layer.2.attention.self.query.weight")
+    assert g[:48, :48].abs().sum() > 0 and g[48:].abs().sum() == 0
+    for skipped in ("encoder.layer.2.intermediate.dense.weight", "encoder.layer.2.attention.output.dense.weight"):
+        assert grad(skipped) is None
+    # layers 1 and 3 are not in the sub-network
+    assert all(p.grad is None for n, p in params.items() if n.startswith(("encoder.layer.1.", "encoder.layer.3.")))
+    assert grad("pooler.dense.weight") is None

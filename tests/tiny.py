@@ -1,0 +1,61 @@
+"""Tiny random teachers and SuperLMs for the unit tests (no downloads, milliseconds to build)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import BertConfig, BertModel
+
+from autodistil.space import Envelope, SubSpace, TeacherDims
+from autodistil.superlm import SuperLM, SuperLMConfig
+
+VOCAB = 120
+
+
+def tiny_teacher(seed: int = 0, layers: int = 4, hidden: int = 64, heads: int = 4, ffn: int = 128) -> BertModel:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=ffn, max_position_embeddings=64, attn_implementation="sdpa",
+    )
+    model = BertModel(config).eval()
+    with torch.no_grad():  # BERT's init gives LayerNorms weight 1 / bias 0: perturb so slicing bugs show
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def tiny_subspace(convention: str = "stock") -> SubSpace:
+    return SubSpace.from_dict(
+        "tiny", {"layers": [1, 2, 3, 4], "heads": [2, 4], "hidden": [32, 48, 64], "mlp_ratio": [1.5, 2]}, convention
+    )
+
+
+def tiny_superlm(teacher: BertModel, sub: SubSpace, **overrides) -> SuperLM:
+    dims = TeacherDims.from_config(teacher.config)
+    cfg = SuperLMConfig.from_teacher_config(teacher.config, Envelope.of(sub.candidates(dims)), **overrides)
+    return SuperLM.from_teacher(teacher, cfg)
+
+
+def padded_batch(seed: int = 1, batch: int = 3, length: int = 12):
+    """Token ids with a ragged attention mask (row 0 full, the others padded at the end)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (batch, length), generator=g)
+    mask = torch.ones_like(ids)
+    for row in range(1, batch):
+        mask[row, length - 3 * row:] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+    types = torch.zeros_like(ids)
+    types[:, length // 2:] = 1
+    return ids, mask, types
+
+
+def tiny_tokenizer(folder):
+    """A real WordPiece tokenizer over a tiny vocabulary, saved in ``folder``."""
+    from transformers import BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "the", "a", "##s"]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))  # transformers 5: vocab=, not vocab_file=
+    tokenizer.save_pretrained(folder)
+    return tokenizer
