@@ -158,10 +158,10 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> list[Example]:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, expected a TSV file") from None
-    if not data.strip():
-        raise InputError(f"{path}: file is empty")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if not data.strip():
+        raise InputError(f"{path}: file is empty")
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
