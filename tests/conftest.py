@@ -16,7 +16,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 REPO = Path(__file__).resolve().parents[1]
 
 # A tiny uncased WordPiece vocabulary: specials, a few whole words, then single characters and their
-# continuation pieces, so ASCII text tokenises without [UNK]. 95 entries (fits tests/tiny.py's VOCAB=120).
+# continuation pieces, so ASCII text tokenises without [UNK]. 105 entries (fits tests/tiny.py's VOCAB=120).
 TINY_WORDS = ["the", "cat", "dog", "sat", "on", "mat", "is", "good", "bad", "movie", "not", "and"]
 TINY_VOCAB = (
     ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -24,6 +24,7 @@ TINY_VOCAB = (
     + list(string.ascii_lowercase)
     + [f"##{c}" for c in string.ascii_lowercase]
     + list(string.digits)
+    + [f"##{d}" for d in string.digits]
     + list(".,!?'\"-:;()#$*")
     + ["##ed", "##ing"]
 )

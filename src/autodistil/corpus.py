@@ -14,6 +14,7 @@ fits, else int32; open with :func:`load_blocks`, a memmap) and ``meta.json``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -129,7 +130,7 @@ class _BlockPacker:
             return
         self.documents += 1
         self.doc_tokens += len(ids)
-        if self.pending:
+        if self.documents > 1:  # one [SEP] between consecutive documents, also across block boundaries
             self.pending.append(self.sep_id)
         self.pending.extend(ids)
         k = min(len(self.pending) // self.body, self.max_blocks - self.n_blocks)
@@ -190,6 +191,11 @@ def build_blocks(
         "train": _BlockPacker(seq_len, cls_id, sep_id, max_train, dtype),
         "heldout": _BlockPacker(seq_len, cls_id, sep_id, int(heldout_blocks), dtype),
     }
+    documents = iter(documents)
+    first = next(documents, None)  # an empty corpus fails before any progress output
+    if first is None:
+        raise InputError(f"{source}: empty corpus (no non-blank documents)")
+    documents = itertools.chain([first], documents)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=max_train + int(heldout_blocks), unit="block", desc="prepare_corpus", disable=not progress)
@@ -217,8 +223,6 @@ def build_blocks(
             break
     flush()
     bar.close()
-    if scanned == 0:
-        raise InputError(f"{source}: empty corpus (no non-blank documents)")
     arrays = {s: packers[s].array() for s in SPLITS}
     for s in SPLITS:
         if len(arrays[s]) == 0:
