@@ -1,0 +1,145 @@
+"""Stage superlm@<subspace>: train one weight-sharing SuperLM by relation distillation from the teacher.
+
+    python stages/train_superlm.py <subspace>
+    torchrun --nproc_per_node N stages/train_superlm.py <subspace>     # data parallel (gloo on CPU, nccl on GPU)
+
+Reads params.yaml (teacher.source, mlflow.experiment, superlm.*), partition/subspaces.json and the corpus
+blocks (data/corpus). Writes models/superlm/<subspace>/ (the SuperLM), metrics/superlm/<subspace>.json
+(held-out relation loss of the largest, a middle and the smallest candidate before and after training)
+and plots/superlm/<subspace>.csv (the loss curve). Checkpoints go to checkpoints/superlm/<subspace>/: a
+re-run after an interruption resumes from the last one; a finished run removes it.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+from autodistil.io import InputError, atomic_path, load_params, param, run_main
+
+
+def data_fingerprint(corpus: Path) -> str:
+    """Identifies the training data, so that a checkpoint is never resumed on other blocks."""
+    h = hashlib.sha256((corpus / "meta.json").read_bytes())
+    h.update(str((corpus / "train.npy").stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def write_curve(path: Path, history: list[dict]) -> None:
+    keys = ["step", "loss_mean", "loss_largest", "loss_smallest", "lr", "grad_norm", "tokens_per_second", "mfu"]
+    keys = [k for k in keys if any(k in r for r in history)]
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("subspace")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--subspaces", default="partition/subspaces.json")
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--out", default="models/superlm")
+    ap.add_argument("--checkpoints", default="checkpoints/superlm")
+    ap.add_argument("--metrics", default="metrics/superlm")
+    ap.add_argument("--plots", default="plots/superlm")
+    args = ap.parse_args()
+
+    params = load_params(args.params)
+    p = param(params, "superlm", source=args.params)
+    from autodistil.train import TrainConfig
+
+    cfg = TrainConfig.from_params(dict(p), f"{args.params}: superlm")
+    source = param(params, "teacher.source", source=args.params)
+    experiment = param(params, "mlflow.experiment", default="autodistil")
+
+    import torch
+
+    from autodistil.corpus import load_blocks
+    from autodistil.distill import HeldOut
+    from autodistil.partition import load_subspaces
+    from autodistil.space import Envelope, SearchSpaceError, TeacherDims
+    from autodistil.superlm import SuperLM, SuperLMConfig
+    from autodistil.teacher import load_teacher
+    from autodistil.train import (SubnetSampler, heldout_report, init_distributed, pick_device,
+                                  probe_candidates, train_superlm)
+
+    try:
+        subspaces = load_subspaces(args.subspaces)
+    except SearchSpaceError as e:
+        raise InputError(str(e)) from None
+    if args.subspace not in subspaces:
+        raise InputError(f"{args.subspaces}: no sub-space {args.subspace!r} (have {', '.join(subspaces)})")
+    sub = subspaces[args.subspace]
+    corpus = Path(args.corpus)
+    blocks, heldout_blocks = load_blocks(corpus, "train"), load_blocks(corpus, "heldout")
+
+    d = init_distributed("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = pick_device(cfg.device, d)
+    teacher = load_teacher(source, device)
+    dims = TeacherDims.from_config(teacher.config)
+    try:
+        candidates = sub.candidates(dims)
+    except SearchSpaceError as e:
+        raise InputError(f"{args.subspaces}: {e}") from None
+    largest, smallest = sub.largest(dims), sub.smallest(dims)
+    superlm_cfg = SuperLMConfig.from_teacher_config(
+        teacher.config, Envelope.of(candidates), depth_rule=cfg.depth_rule, hidden_dropout=cfg.dropout,
+        attention_dropout=cfg.dropout,
+        provenance={"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus)},
+    )
+    superlm = SuperLM.from_teacher(teacher, superlm_cfg)
+    sampler = SubnetSampler(candidates, largest, smallest, cfg.sampling, cfg.num_random, cfg.seed)
+    probes = probe_candidates(candidates, largest, smallest)
+    ckpt_dir = Path(args.checkpoints) / args.subspace
+
+    def train(log=None):
+        return train_superlm(superlm, teacher, blocks, sampler, cfg, ckpt_dir, d, device, log)
+
+    if not d.master:
+        train()
+        return
+
+    import mlflow
+
+    from autodistil.tracking import stage_run, write_metrics
+
+    heldout = HeldOut(teacher, heldout_blocks[: cfg.eval_blocks], cfg.spec(superlm_cfg.relation_heads),
+                      cfg.eval_batch_size, device)
+    logged = {"teacher": {"source": source}, "superlm": p, "subspace": sub.to_dict(), "world_size": d.world}
+    with stage_run(f"superlm@{args.subspace}", logged, experiment,
+                   tags={"subspace": args.subspace}) as run:
+        before = heldout_report(superlm, heldout, probes)
+        mlflow.log_metrics({f"heldout_before_{k}": v for k, v in before.items()})
+        result = train(lambda record, step: mlflow.log_metrics(record, step=step))
+        after = heldout_report(superlm, heldout, probes)
+        mlflow.log_metrics({f"heldout_after_{k}": v for k, v in after.items()})
+
+        with atomic_path(Path(args.out) / args.subspace, is_dir=True) as tmp:
+            superlm.to("cpu").save(tmp)
+        write_curve(Path(args.plots) / f"{args.subspace}.csv", result.history)
+        metrics = {
+            "subspace": args.subspace,
+            "candidates": len(candidates),
+            "probes": {k: a.name for k, a in probes.items()},
+            "heldout_loss_before": before,
+            "heldout_loss_after": after,
+            "steps": result.steps,
+            "resumed_from_step": result.resumed_from,
+            "tokens": result.steps * cfg.batch_size * blocks.shape[1],
+            "train_seconds": round(result.seconds, 1),
+            "tokens_per_second": round(result.tokens_per_second, 1),
+            "world_size": d.world,
+            "device": str(device),
+        }
+        write_metrics(Path(args.metrics) / f"{args.subspace}.json", metrics, run)
+        mlflow.log_artifact(str(Path(args.plots) / f"{args.subspace}.csv"))
+    (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: the model is the output now
+    print(json.dumps({"heldout_loss_before": before, "heldout_loss_after": after,
+                      "tokens_per_second": metrics["tokens_per_second"]}))
+
+
+if __name__ == "__main__":
+    run_main(main)

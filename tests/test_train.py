@@ -1,0 +1,151 @@
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from autodistil.distill import HeldOut
+from autodistil.io import InputError
+from autodistil.space import SubSpace, TeacherDims
+from autodistil.train import (
+    Dist, SubnetSampler, TrainConfig, global_batch_rows, make_optimizer, probe_candidates, train_superlm,
+)
+from tiny import VOCAB, tiny_superlm, tiny_teacher
+
+
+def _blocks(n=48, seq_len=16, seed=0):
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(5, VOCAB, size=(n, seq_len)).astype(np.uint16)
+    blocks[:, 0], blocks[:, -1] = 2, 3  # [CLS] ... [SEP]
+    return blocks
+
+
+def _setup(dropout=0.0, **cfg):
+    teacher = tiny_teacher()
+    # every candidate is smaller than the teacher, so even the largest starts with a positive loss
+    sub = SubSpace.from_dict("s", {"layers": [1, 2, 3], "heads": [2, 4], "hidden": [32, 48], "mlp_ratio": [1.5, 2]})
+    dims = TeacherDims.from_config(teacher.config)
+    superlm = tiny_superlm(teacher, sub, hidden_dropout=dropout, attention_dropout=dropout)
+    cands = sub.candidates(dims)
+    sampler = SubnetSampler(cands, sub.largest(dims), sub.smallest(dims), "sandwich", 2, seed=0)
+    config = TrainConfig(**{"max_steps": 6, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 2, "log_every": 1,
+                            "dropout": dropout, **cfg})
+    return teacher, superlm, sampler, config
+
+
+def test_sandwich_draw_is_a_function_of_the_step():
+    _, _, sampler, _ = _setup()
+    first = sampler(3)
+    assert first == sampler(3) and len(first) == 4
+    assert first[0] == sampler.largest and first[-1] == sampler.smallest
+    assert len(set(first)) == 4
+    assert any(sampler(s)[1:3] != first[1:3] for s in range(4, 10))
+    uniform = SubnetSampler(sampler.candidates, sampler.largest, sampler.smallest, "uniform", 3, seed=0)
+    assert len(uniform(0)) == 3 and uniform(0) == uniform(0)
+
+
+def test_data_order_covers_every_block_once_per_epoch():
+    rows = np.concatenate([global_batch_rows(s, 5, 20, seed=1) for s in range(4)])
+    assert sorted(rows.tolist()) == list(range(20))
+    assert not np.array_equal(global_batch_rows(0, 5, 20, 1), global_batch_rows(4, 5, 20, 1))  # new epoch order
+
+
+def test_weight_decay_spares_biases_and_layernorms():
+    _, superlm, _, cfg = _setup()
+    decay, no_decay = make_optimizer(superlm, cfg).param_groups
+    names = {id(p): n for n, p in superlm.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert not any(names[id(p)].endswith("bias") for p in decay["params"])
+
+
+def test_training_lowers_the_heldout_loss(tmp_path):
+    teacher, superlm, sampler, cfg = _setup(max_steps=30, lr=2e-3)
+    heldout = HeldOut(teacher, _blocks(16, seed=9), cfg.spec(4))
+    probes = probe_candidates(sampler.candidates, sampler.largest, sampler.smallest)
+    before = {k: heldout.loss(superlm, a) for k, a in probes.items()}
+    result = train_superlm(superlm, teacher, _blocks(), sampler, cfg, tmp_path, progress=False)
+    after = {k: heldout.loss(superlm, a) for k, a in probes.items()}
+    assert result.steps == 30 and len(result.history) == 30
+    assert after["largest"] < before["largest"] and after["smallest"] < before["smallest"]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    # dropout on: the RNG state must be restored too
+    teacher, straight, sampler, cfg = _setup(dropout=0.1)
+    train_superlm(straight, teacher, _blocks(), sampler, cfg, tmp_path / "a", progress=False)
+
+    def interrupt(record, step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    _, first, _, _ = _setup(dropout=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        train_superlm(first, teacher, _blocks(), sampler, cfg, tmp_path / "b", log=interrupt, progress=False)
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 2  # a checkpoint every 2 steps
+    torch.manual_seed(1234)  # a fresh process: nothing left of the interrupted run's RNG
+    _, resumed, _, _ = _setup(dropout=0.1)
+    result = train_superlm(resumed, teacher, _blocks(), sampler, cfg, tmp_path / "b", progress=False)
+    assert result.resumed_from == 2 and result.steps == 6
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_of_another_configuration_is_ignored(tmp_path):
+    teacher, superlm, sampler, cfg = _setup()
+    train_superlm(superlm, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "max_steps": 2}), tmp_path,
+                  progress=False)
+    _, other, _, _ = _setup()
+    result = train_superlm(other, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "max_steps": 2,
+                                                                             "lr": 5e-4}), tmp_path, progress=False)
+    assert result.resumed_from == 0 and result.steps == 2
+
+
+def test_bad_training_params_are_clear_errors():
+    with pytest.raises(InputError, match="unknown key"):
+        TrainConfig.from_params({"max_steps": 1, "learning_rate": 1})
+    with pytest.raises(InputError, match="exactly one of max_steps and max_tokens"):
+        TrainConfig.from_params({})
+    with pytest.raises(InputError, match="sampling"):
+        TrainConfig.from_params({"max_steps": 1, "sampling": "greedy"})
+    with pytest.raises(InputError, match="gives 0 steps"):
+        TrainConfig.from_params({"max_tokens": 10, "batch_size": 4}).total_steps(16)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        teacher, superlm, sampler, cfg = _setup()
+        train_superlm(superlm, teacher, _blocks(), sampler, cfg, out_dir, d=Dist(rank, world, rank), progress=False)
+        if rank == 0:
+            torch.save(superlm.state_dict(), out_dir / "ddp.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
+    teacher, single, sampler, cfg = _setup()
+    # the last sub-network of each step is the smallest: parameters used only by the others must still be
+    # all-reduced (gradients accumulated under no_sync)
+    assert sampler(0)[-1] == sampler.smallest
+    train_superlm(single, teacher, _blocks(), sampler, cfg, tmp_path / "single", progress=False)
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
+    ddp = torch.load(tmp_path / "ddp.pt")
+    worst = max((a - ddp[k]).abs().max().item() for k, a in single.state_dict().items())
+    assert worst < 1e-5, worst
+    moved = max((a - b).abs().max().item() for a, b in zip(single.state_dict().values(),
+                                                           _setup()[1].state_dict().values()))
+    assert moved > 1e-3  # the runs did train
