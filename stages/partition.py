@@ -16,17 +16,36 @@ DIMS = ("layers", "heads", "hidden", "mlp_ratio")
 
 
 def _teacher(source: str):
-    """The teacher's dims and vocabulary from its config alone (no weights are loaded)."""
-    from transformers import AutoConfig
+    """The teacher's dims and vocabulary from its config alone (no weights are loaded).
+
+    A local folder's config.json is read directly (fast: no transformers import); a hub id goes through
+    ``AutoConfig``.
+    """
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
 
     from autodistil.cost import Vocab
     from autodistil.space import TeacherDims
     from autodistil.teacher import resolve_source
 
     try:
-        config = AutoConfig.from_pretrained(resolve_source(source))
+        resolved = resolve_source(source)
+        config_file = Path(resolved) / "config.json"
+        if config_file.is_file():
+            raw = json.loads(config_file.read_text(encoding="utf-8"))
+            keys = ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
+                    "vocab_size", "max_position_embeddings", "type_vocab_size")
+            missing = [k for k in keys if k not in raw]
+            if missing:
+                raise ValueError(f"{config_file} lacks {', '.join(missing)} (not a BERT-like config)")
+            config = SimpleNamespace(**{k: raw[k] for k in keys})
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(resolved)
         return TeacherDims.from_config(config), Vocab.from_config(config)
-    except (OSError, ValueError, AttributeError) as e:
+    except (OSError, ValueError, AttributeError, ImportError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"teacher.source {source!r}: cannot read the teacher's config ({msg})") from None
 

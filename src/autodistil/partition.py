@@ -32,13 +32,13 @@ Costs are reported in the paper convention (:func:`autodistil.cost.paper_params`
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Mapping, Sequence
+
+import numpy as np
 
 from .cost import Vocab, paper_gflops, paper_params
 from .space import CONVENTIONS, Arch, SearchSpaceError, SubSpace, TeacherDims, validate_disjoint
@@ -73,8 +73,24 @@ DEFAULT_VALUES = {"layers": 4, "heads": 4, "hidden": 4, "mlp_ratio": 4}
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _ratio_key(x) -> Fraction:
-    return Fraction(str(x))
+def canonical_ratio(x) -> str:
+    """One spelling per MLP ratio (``4``, ``4.0`` and ``Fraction(4)`` -> ``"4"``; ``7/2``, ``3.5`` -> ``"3.5"``), so
+    that equal grids give equal :class:`SubSpace` objects whatever the source (YAML, JSON, auto)."""
+    f = Fraction(str(x))
+    if f.denominator == 1:
+        return str(f.numerator)
+    dec = repr(float(f))
+    return dec if Fraction(dec) == f else f"{f.numerator}/{f.denominator}"
+
+
+def _subspace(name: str, grid: Mapping, convention: str) -> SubSpace:
+    grid = dict(grid)
+    if isinstance(grid.get("mlp_ratio"), (list, tuple)):
+        try:
+            grid["mlp_ratio"] = [canonical_ratio(r) for r in grid["mlp_ratio"]]
+        except (ValueError, ZeroDivisionError):
+            raise SearchSpaceError(f"sub-space {name!r}: mlp_ratio {grid['mlp_ratio']!r} must be numbers") from None
+    return SubSpace.from_dict(name, grid, convention)
 
 
 def default_names(k: int) -> list[str]:
@@ -183,7 +199,7 @@ def explicit_partition(grids: Mapping[str, Mapping], convention: str = "stock", 
             for v in grid.get(key) or []:
                 if isinstance(v, bool) or not isinstance(v, int):
                     raise SearchSpaceError(f"sub-space {name!r}: {key} value {v!r} must be an integer")
-        subs.append(SubSpace.from_dict(str(name), dict(grid), convention))
+        subs.append(_subspace(str(name), grid, convention))
     if teacher is not None:
         validate(subs, teacher)
     return subs
@@ -218,17 +234,6 @@ def _windows(n_axis: int, n: int) -> list[tuple[int, ...]]:
 def _stride(window: tuple[int, ...]) -> int:
     """0 for a contiguous window, else its stride minus 1."""
     return window[1] - window[0] - 1 if len(window) > 1 else 0
-
-
-@dataclass(frozen=True)
-class _Choice:
-    idx: tuple[tuple[int, ...], ...]  # index windows per dimension
-    lo: float
-    hi: float
-    misfit: float
-    valid: int
-    total: int
-    stride: int
 
 
 def auto_partition(
@@ -304,41 +309,69 @@ def auto_partition(
         return cache[key]
 
     wins = {key: _windows(len(axes[key]), int(values[key])) for key in DIMS}
-    # valid (H, A) pairs per (heads window, hidden window) in the stock convention
+    # cost of every lattice point, as a fraction of the teacher's
+    table = np.array([[[[cost(iL, iA, iH, iR) for iR in range(len(axes["mlp_ratio"]))]
+                        for iH in range(len(axes["hidden"]))]
+                       for iA in range(len(axes["heads"]))]
+                      for iL in range(len(axes["layers"]))])
+    # per layer window and per ratio window: first / last index, size, stride, top value
+    L_first = np.array([w[0] for w in wins["layers"]]); L_last = np.array([w[-1] for w in wins["layers"]])
+    R_first = np.array([w[0] for w in wins["mlp_ratio"]]); R_last = np.array([w[-1] for w in wins["mlp_ratio"]])
+    L_len = np.array([len(w) for w in wins["layers"]]); R_len = np.array([len(w) for w in wins["mlp_ratio"]])
+    L_stride = np.array([_stride(w) for w in wins["layers"]]); R_stride = np.array([_stride(w) for w in wins["mlp_ratio"]])
+    L_top = np.array([axes["layers"][w[-1]] for w in wins["layers"]])
+    R_top = np.array([float(axes["mlp_ratio"][w[-1]]) for w in wins["mlp_ratio"]])
+    nL, nR = len(wins["layers"]), len(wins["mlp_ratio"])
+    sizes = (L_len[:, None] * R_len[None, :])  # grid points per (layer window, ratio window)
+
     subspaces: list[SubSpace] = []
     ceiling = math.inf  # the previous sub-space's lowest cost: this one must stay strictly below
     for name, (b_lo, b_hi) in zip(names, bands):
-        choices: list[_Choice] = []
-        for wA, wH in itertools.product(wins["heads"], wins["hidden"]):
-            pairs = [(axes["hidden"][h], axes["heads"][a]) for a in wA for h in wH]
-            good = sum(1 for H, A in pairs if convention != "stock" or H % A == 0)
-            if good == 0:
-                continue
-            for wL, wR in itertools.product(wins["layers"], wins["mlp_ratio"]):
-                total = len(pairs) * len(wL) * len(wR)
-                valid = good * len(wL) * len(wR)
-                if valid < min(min_candidates, total):
+        blocks = []
+        for ia, wA in enumerate(wins["heads"]):
+            for ih, wH in enumerate(wins["hidden"]):
+                # the (A, H) pairs that give valid architectures; the cost is monotone in L and R, so the
+                # range of the grid is the min / max over these pairs at its lowest / highest L and R
+                valid_pairs = [(a, h) for a in wA for h in wH
+                               if convention != "stock" or axes["hidden"][h] % axes["heads"][a] == 0]
+                if not valid_pairs:
                     continue
-                lo = cost(wL[0], wA[0], wH[0], wR[0])
-                hi = cost(wL[-1], wA[-1], wH[-1], wR[-1])
-                if hi >= ceiling:
+                a_idx = np.array([a for a, _ in valid_pairs]); h_idx = np.array([h for _, h in valid_pairs])
+                pair_costs = table[:, a_idx, h_idx, :]  # [L, pairs, R]
+                lo = pair_costs.min(axis=1)[L_first[:, None], R_first[None, :]]
+                hi = pair_costs.max(axis=1)[L_last[:, None], R_last[None, :]]
+                total = len(wA) * len(wH) * sizes
+                valid = len(valid_pairs) * sizes
+                ok = (valid >= np.minimum(min_candidates, total)) & (hi < ceiling)
+                if not ok.any():
                     continue
-                misfit = abs(math.log(lo / b_lo)) + abs(math.log(hi / b_hi))
-                stride = sum(_stride(w) for w in (wA, wH, wR))
-                choices.append(_Choice((wL, wA, wH, wR), lo, hi, misfit, valid, total, stride))
-        if not choices:
+                li, ri = np.nonzero(ok)
+                blocks.append(dict(
+                    li=li, ri=ri, ia=np.full(len(li), ia), ih=np.full(len(li), ih),
+                    misfit=np.abs(np.log(lo[li, ri] / b_lo)) + np.abs(np.log(hi[li, ri] / b_hi)),
+                    skipped=(total - valid)[li, ri],
+                    stride=_stride(wA) + _stride(wH) + R_stride[ri],
+                    top_heads=np.full(len(li), axes["heads"][wA[-1]]),
+                ))
+        if not blocks:
             raise SearchSpaceError(
                 f"auto partition: no grid for sub-space {name!r} (band {[b_lo, b_hi]} of the teacher's {measure}) "
-                f"below the previous sub-space and above the floors; lower K, widen the bands or lower the floors")
-        best = min(c.misfit for c in choices)
-        good_enough = [c for c in choices if c.misfit <= best + tolerance]
+                f"below the previous sub-space and above the floors; lower K, use fewer values per dimension, "
+                f"widen the bands or lower the floors")
+        c = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+        keep = c["misfit"] <= c["misfit"].min() + tolerance
+        c = {key: v[keep] for key, v in c.items()}
         # contiguous layers, depth kept before width (deepest), then compact width grids, then fewest
-        # stock-skipped pairs, then the best fit, then the widest heads / MLP ratio
-        pick = min(good_enough, key=lambda c: (
-            _stride(c.idx[0]), -axes["layers"][c.idx[0][-1]], c.stride, c.total - c.valid, round(c.misfit, 6),
-            -axes["heads"][c.idx[1][-1]], -axes["mlp_ratio"][c.idx[3][-1]]))
-        grid = {key: [axes[key][i] for i in w] for key, w in zip(DIMS, pick.idx)}
-        sub = SubSpace.from_dict(name, {**grid, "mlp_ratio": [str(r) for r in grid["mlp_ratio"]]}, convention)
+        # stock-skipped pairs, then the best fit, then the widest heads / MLP ratio (np.lexsort: last key first)
+        order = np.lexsort((
+            -R_top[c["ri"]], -c["top_heads"], np.round(c["misfit"], 6), c["skipped"], c["stride"],
+            -L_top[c["li"]], L_stride[c["li"]],
+        ))
+        j = order[0]
+        idx = (wins["layers"][c["li"][j]], wins["heads"][c["ia"][j]], wins["hidden"][c["ih"][j]],
+               wins["mlp_ratio"][c["ri"][j]])
+        grid = {key: [axes[key][i] for i in w] for key, w in zip(DIMS, idx)}
+        sub = _subspace(name, grid, convention)
         subspaces.append(sub)
         ceiling = min(measure_of(a, measure, teacher, vocab, seq_len) / teacher_measure for a in sub.candidates(teacher))
     validate(subspaces, teacher)
@@ -430,7 +463,7 @@ def load_subspaces(path: str | Path) -> dict[str, SubSpace]:
     if not isinstance(doc, dict) or not isinstance(doc.get("subspaces"), dict):
         raise SearchSpaceError(f"{path}: expected a mapping with a 'subspaces' mapping")
     convention = doc.get("convention", "stock")
-    return {name: SubSpace.from_dict(name, grid, convention) for name, grid in doc["subspaces"].items()}
+    return {name: _subspace(name, grid, convention) for name, grid in doc["subspaces"].items()}
 
 
 def load_teacher_dims(path: str | Path) -> TeacherDims:
