@@ -10,7 +10,7 @@ nothing written.
 import argparse
 import time
 
-from autodistil.io import InputError, load_params, param, run_main
+from autodistil.io import InputError, int_param, load_params, param, run_main
 
 
 def main() -> None:
@@ -28,6 +28,9 @@ def main() -> None:
             return param(params, f"prepare_corpus.{key}", source=args.params)
         return p.get(key, default)
 
+    ints = {k: int_param(params, f"prepare_corpus.{k}", minimum=1, source=args.params)
+            for k in ("seq_len", "train_tokens", "heldout_blocks")}
+    seed = int_param(params, "prepare_corpus.seed", 0, source=args.params)
     hub = get("hub") or {}
     if not isinstance(hub, dict):
         raise InputError(f"{args.params}: prepare_corpus.hub must be a mapping (dataset, config, split, text_field)")
@@ -51,11 +54,9 @@ def main() -> None:
     with stage_run("prepare_corpus", logged, param(params, "mlflow.experiment", default="autodistil")) as run:
         result = build_blocks(
             docs, tokenizer,
-            seq_len=int(get("seq_len", required=True)),
-            train_tokens=int(get("train_tokens", required=True)),
-            heldout_blocks=int(get("heldout_blocks", required=True)),
+            **ints,
             heldout_fraction=float(get("heldout_fraction", 0.02)),
-            seed=int(get("seed", 0)),
+            seed=seed,
             source=source,
         )
         save_blocks(result, args.out, meta={"source": source, "tokenizer": teacher})

@@ -10,7 +10,7 @@ import argparse
 import time
 
 from autodistil.glue import get_task, load_hub_splits, load_tsv_splits, prepare_task
-from autodistil.io import InputError, load_params, param, run_main
+from autodistil.io import int_param, load_params, param, run_main
 
 
 def main() -> None:
@@ -26,9 +26,10 @@ def main() -> None:
     spec = get_task(args.task)
     hub = p.get("hub")
     source = param(params, "prepare_glue.source", source=args.params)
-    max_length = int(param(params, "prepare_glue.max_length", source=args.params))
-    if max_length < 8:
-        raise InputError(f"{args.params}: prepare_glue.max_length must be >= 8, got {max_length}")
+    max_length = int_param(params, "prepare_glue.max_length", minimum=8, source=args.params)
+    caps = {k: int_param(params, f"prepare_glue.{k}", None, minimum=0, allow_none=True, source=args.params)
+            for k in ("max_train_samples", "max_eval_samples")}
+    seed = int_param(params, "prepare_glue.seed", 0, source=args.params)
 
     t0 = time.perf_counter()
     # Parse (and validate) everything before anything is tracked or written.
@@ -47,9 +48,9 @@ def main() -> None:
         stats = prepare_task(
             spec, splits, tokenizer, f"{args.out_root}/{args.task}",
             max_length=max_length,
-            max_train_samples=p.get("max_train_samples"),
-            max_eval_samples=p.get("max_eval_samples"),
-            seed=int(p.get("seed", 0)),
+            max_train_samples=caps["max_train_samples"],
+            max_eval_samples=caps["max_eval_samples"],
+            seed=seed,
             extra_meta={"source": hub or source, "tokenizer": teacher},
         )
         metrics = {"task": spec.name, "source": hub or source, "num_labels": spec.num_labels,

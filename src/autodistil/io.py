@@ -131,3 +131,16 @@ def param(params: Mapping, key: str, default: Any = _MISSING, source: str = "par
             raise InputError(f"{source}: missing key '{key}'")
         node = node[part]
     return node
+
+
+def int_param(params: Mapping, key: str, default: Any = _MISSING, minimum: int | None = None,
+              allow_none: bool = False, source: str = "params.yaml") -> int | None:
+    """An integer param (``null`` allowed only with ``allow_none``); anything else is an :class:`InputError`."""
+    value = param(params, key, default, source)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{source}: '{key}' must be an integer{' or null' if allow_none else ''}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{source}: '{key}' must be >= {minimum}, got {value}")
+    return value
