@@ -110,6 +110,10 @@ def test_bad_training_params_are_clear_errors():
         TrainConfig.from_params({})
     with pytest.raises(InputError, match="sampling"):
         TrainConfig.from_params({"max_steps": 1, "sampling": "greedy"})
+    with pytest.raises(InputError, match="batch_size must be an integer"):
+        TrainConfig.from_params({"max_steps": 1, "batch_size": 2.5})
+    cfg = TrainConfig.from_params({"max_steps": "3", "lr": "4e-05", "betas": ["0.9", 0.98]})  # as DVC's -S writes them
+    assert cfg.max_steps == 3 and cfg.lr == 4e-5 and cfg.betas == (0.9, 0.98)
     with pytest.raises(InputError, match="gives 0 steps"):
         TrainConfig.from_params({"max_tokens": 10, "batch_size": 4}).total_steps(16)
 

@@ -70,7 +70,10 @@ class TrainConfig:
         unknown = sorted(set(p) - known)
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        cfg = cls(**{k: (tuple(v) if k == "betas" else v) for k, v in p.items()})
+        try:  # DVC's `-S` writes small floats as 4e-05, which YAML 1.1 reads back as a string
+            cfg = cls(**{k: _coerce(k, v, cls.__dataclass_fields__[k].type) for k, v in p.items()})
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{where}: {e}") from None
         if cfg.sampling not in SAMPLING:
             raise InputError(f"{where}.sampling: expected one of {SAMPLING}, got {cfg.sampling!r}")
         if cfg.loss not in ("kl", "mse"):
@@ -90,6 +93,20 @@ class TrainConfig:
 
     def spec(self, relation_heads: int) -> DistillSpec:
         return DistillSpec(self.loss, self.teacher_layer, self.student_layer, relation_heads)
+
+
+def _coerce(key: str, value, annotation: str):
+    if value is None or annotation == "str":
+        return value
+    if key == "betas":
+        return tuple(float(b) for b in value)
+    if annotation.startswith("int"):
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return int(float(value))
+    if annotation.startswith("float"):
+        return float(value)
+    return value
 
 
 # -- what each step sees: a pure function of the step number ----------------------------------------------
