@@ -112,10 +112,14 @@ def main() -> None:
                 if bad:
                     raise InputError(f"{src}: partition.auto.{key} has unknown dimensions {bad}; expected {DIMS}")
             bands = auto.get("bands")
-            if bands is not None and (not isinstance(bands, list) or not all(
-                    isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) for x in b) for b in bands)):
-                raise InputError(f"{src}: partition.auto.bands must be null or a list of [low, high] fractions, "
-                                 f"got {bands!r}")
+            if bands is not None:
+                try:  # float(): DVC writes small floats back as 5e-05, which YAML 1.1 reads as a string
+                    if not isinstance(bands, list) or not all(isinstance(b, list) and len(b) == 2 for b in bands):
+                        raise ValueError
+                    bands = [[float(x) for x in b] for b in bands]
+                except (TypeError, ValueError):
+                    raise InputError(f"{src}: partition.auto.bands must be null or a list of [low, high] fractions, "
+                                     f"got {auto.get('bands')!r}") from None
             measure = auto.get("measure", "nonembed_params")
             if measure not in part.MEASURES:
                 raise InputError(f"{src}: partition.auto.measure must be one of {list(part.MEASURES)}, got {measure!r}")
