@@ -93,6 +93,16 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_micro_batches_accumulate_to_the_same_step(tmp_path):
+    teacher, whole, sampler, cfg = _setup()
+    train_superlm(whole, teacher, _blocks(), sampler, cfg, tmp_path / "a", progress=False)
+    _, split, _, _ = _setup()
+    train_superlm(split, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "micro_batch_size": 1}),
+                  tmp_path / "b", progress=False)
+    worst = max((a - b).abs().max().item() for a, b in zip(whole.state_dict().values(), split.state_dict().values()))
+    assert worst < 1e-5, worst
+
+
 def test_a_checkpoint_of_another_configuration_is_ignored(tmp_path):
     teacher, superlm, sampler, cfg = _setup()
     train_superlm(superlm, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "max_steps": 2}), tmp_path,

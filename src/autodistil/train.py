@@ -46,6 +46,7 @@ class TrainConfig:
     sampling: str = "sandwich"  # sandwich: largest + smallest + n random | uniform: n random
     num_random: int = 2
     batch_size: int = 32  # global sequences per step (all ranks together)
+    micro_batch_size: int | None = None  # per-rank sequences per forward (gradient accumulation); None: all
     max_steps: int | None = None  # budget: max_steps, or else max_tokens
     max_tokens: int | None = None
     lr: float = 4e-5
@@ -80,6 +81,8 @@ class TrainConfig:
             raise InputError(f"{where}.loss: expected 'kl' or 'mse', got {cfg.loss!r}")
         if (cfg.max_steps is None) == (cfg.max_tokens is None):
             raise InputError(f"{where}: set exactly one of max_steps and max_tokens")
+        if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
+            raise InputError(f"{where}.micro_batch_size: expected a positive integer or null")
         if cfg.batch_size < 1 or cfg.num_random < 0 or (cfg.sampling == "uniform" and cfg.num_random < 1):
             raise InputError(f"{where}: batch_size must be >= 1 and num_random >= 0 (>= 1 for uniform sampling)")
         return cfg
@@ -313,20 +316,24 @@ def train_superlm(
     t0, tokens_done = time.perf_counter(), 0
     window_t, window_tokens, window_flops = t0, 0, 0.0
     for step in bar:
-        rows = d.shard(global_batch_rows(step, cfg.batch_size, len(blocks), cfg.seed))
-        batch = blocks_to_batch(blocks[np.sort(rows)], device)
-        with autocast:
-            target = teacher_qkv(teacher, batch["input_ids"], batch["attention_mask"], spec.teacher_layer)
+        rows = np.sort(d.shard(global_batch_rows(step, cfg.batch_size, len(blocks), cfg.seed)))
+        micro = [rows[i:i + (cfg.micro_batch_size or len(rows))]
+                 for i in range(0, len(rows), cfg.micro_batch_size or len(rows))]
         archs = sampler(step)
-        losses = []
-        for i, arch in enumerate(archs):
-            sync = i == len(archs) - 1
-            ctx = model.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
-            with ctx:  # forward and backward of all but the last sub-network skip the all-reduce
-                with autocast:
-                    loss = student_loss(model, arch, batch, target, spec)
-                loss.backward()
-            losses.append(loss.detach())
+        losses = torch.zeros(len(archs), device=device)
+        for m, micro_rows in enumerate(micro):
+            batch = blocks_to_batch(blocks[micro_rows], device)
+            with autocast:  # the teacher runs once per (micro-)batch, for every sampled sub-network
+                target = teacher_qkv(teacher, batch["input_ids"], batch["attention_mask"], spec.teacher_layer)
+            for i, arch in enumerate(archs):
+                last = m == len(micro) - 1 and i == len(archs) - 1
+                # all but the last backward of the step skip DDP's all-reduce; gradients accumulate locally
+                ctx = model.no_sync() if (d.world > 1 and not last) else contextlib.nullcontext()
+                with ctx:
+                    with autocast:
+                        loss = student_loss(model, arch, batch, target, spec) * (len(micro_rows) / len(rows))
+                    loss.backward()
+                losses[i] += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(superlm.parameters(), cfg.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -340,12 +347,11 @@ def train_superlm(
                                                                           for a in archs))
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
             if d.world > 1:
-                stacked = torch.stack(losses)
-                dist.all_reduce(stacked)
-                losses = list(stacked / d.world)
+                dist.all_reduce(losses)
+                losses /= d.world
             now = time.perf_counter()
             record = {"step": step + 1, "lr": lr, "grad_norm": float(grad_norm),
-                      "loss_mean": float(torch.stack(losses).mean()),
+                      "loss_mean": float(losses.mean()),
                       "loss_largest": float(losses[0]) if cfg.sampling == "sandwich" else None,
                       "loss_smallest": float(losses[-1]) if cfg.sampling == "sandwich" else None,
                       "tokens_per_second": window_tokens / (now - window_t)}
