@@ -1,0 +1,345 @@
+"""Search a trained SuperLM for the best student per budget, without re-training.
+
+Every candidate of a sub-space (or, above ``max_candidates``, a seeded sample of it) is scored by its
+relation-distillation loss on held-out corpus blocks, in eval mode, against teacher projections computed
+once (:class:`autodistil.distill.HeldOut`). A budget is any combination of
+
+- ``max_params``: parameters, in the cost convention of the search (``paper`` by default, see
+  :mod:`autodistil.cost`; ``exact`` = what the exported module holds);
+- ``max_gflops``: 1e9 multiply-accumulates per sequence of ``seq_len`` tokens, same convention;
+- ``max_latency_ms``: wall time of one forward pass of the student (a stock transformers model built
+  from the SuperLM slice) on this machine, ``latency.batch_size`` x ``latency.seq_len`` tokens, median of
+  ``latency.repeats`` timed runs after ``latency.warmup`` untimed ones.
+
+A budget's student is the candidate with the lowest held-out loss among those that fit (ties: fewer
+GFLOPs). Latency is measured only where a budget needs it, lazily and in order of loss (the first candidate
+that fits is the answer), and always for the chosen students (on the exported folder).
+
+Sampling above the size limit (:func:`sample_candidates`): the sub-space's largest and smallest candidates
+are always kept (the sandwich ends, which every budget range is anchored on), the rest is a uniform random
+sample without replacement drawn with ``random.Random(seed)`` from the sorted candidate list; the result is
+sorted. The same seed and grid always give the same sample.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .cost import Vocab, costs
+from .io import InputError
+from .space import Arch
+
+CONVENTIONS = ("paper", "exact")
+LIMITS = ("max_params", "max_gflops", "max_latency_ms")
+
+
+class NoFitError(InputError):
+    """No candidate of the sub-space fits a budget (a params problem: one line, names the budget)."""
+
+
+# ------------------------------------------------------------------------------------------- budgets
+@dataclass(frozen=True)
+class Budget:
+    """One named budget; ``None`` means no limit on that dimension."""
+
+    name: str
+    max_params: float | None = None
+    max_gflops: float | None = None
+    max_latency_ms: float | None = None
+
+    @classmethod
+    def from_params(cls, name: str, d, where: str = "params.yaml: search.budgets") -> "Budget":
+        if not isinstance(d, Mapping):
+            raise InputError(f"{where}.{name}: expected a mapping with any of {', '.join(LIMITS)}, got {d!r}")
+        unknown = sorted(set(d) - set(LIMITS))
+        if unknown:
+            raise InputError(f"{where}.{name}: unknown key(s) {', '.join(map(str, unknown))}; expected {', '.join(LIMITS)}")
+        values = {}
+        for key in LIMITS:
+            v = d.get(key)
+            if v is None:
+                continue
+            try:  # dvc exp run -S writes some numbers back as strings (1e+07)
+                f = float(v) if not isinstance(v, bool) else math.nan
+            except (TypeError, ValueError):
+                f = math.nan
+            if not (f > 0 and math.isfinite(f)):
+                raise InputError(f"{where}.{name}.{key}: expected a positive number, got {v!r}")
+            values[key] = f
+        if not values:
+            raise InputError(f"{where}.{name}: set at least one of {', '.join(LIMITS)}")
+        return cls(name=str(name), **values)
+
+    @property
+    def needs_latency(self) -> bool:
+        return self.max_latency_ms is not None
+
+    def fits_static(self, row: Mapping, convention: str = "paper") -> bool:
+        """Params and GFLOPs limits (latency is checked separately, it has to be measured)."""
+        if self.max_params is not None and row[f"params_{convention}"] > self.max_params:
+            return False
+        if self.max_gflops is not None and row[f"gflops_{convention}"] > self.max_gflops:
+            return False
+        return True
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in LIMITS if getattr(self, k) is not None}
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v:g}" for k, v in self.to_dict().items())
+
+
+def parse_budgets(budgets, students, subspaces: Iterable[str] | None = None,
+                  where: str = "params.yaml: search") -> dict[str, dict[str, Budget]]:
+    """``search.budgets`` ``{subspace: {student: {limits}}}`` checked against ``search.students``.
+
+    ``students`` is the flat list ``<subspace>/<student>`` that later stages iterate over (DVC ``matrix``);
+    it must list exactly the budgets, student names must be unique across sub-spaces and file-name safe,
+    and (given ``subspaces``) every budget's sub-space must exist.
+    """
+    if not isinstance(budgets, Mapping) or not budgets:
+        raise InputError(f"{where}.budgets: expected a mapping {{subspace: {{student: {{max_gflops: ...}}}}}}")
+    out: dict[str, dict[str, Budget]] = {}
+    seen: dict[str, str] = {}
+    known = list(subspaces) if subspaces is not None else None
+    for sub, group in budgets.items():
+        sub = str(sub)
+        if known is not None and sub not in known:
+            raise InputError(f"{where}.budgets.{sub}: no such sub-space (have {', '.join(known)})")
+        if not isinstance(group, Mapping) or not group:
+            raise InputError(f"{where}.budgets.{sub}: expected a non-empty mapping {{student: {{limits}}}}")
+        out[sub] = {}
+        for name, d in group.items():
+            name = str(name)
+            if not name or "/" in name or name.startswith(".") or "@" in name or name != name.strip():
+                raise InputError(f"{where}.budgets.{sub}: student name {name!r} must be a plain file name")
+            if name in seen:
+                raise InputError(f"{where}.budgets: student name {name!r} is used by sub-spaces "
+                                 f"{seen[name]!r} and {sub!r}; names must be unique")
+            seen[name] = sub
+            out[sub][name] = Budget.from_params(name, d, f"{where}.budgets.{sub}")
+    expected = [f"{s}/{n}" for s, g in out.items() for n in g]
+    if not isinstance(students, (list, tuple)):
+        raise InputError(f"{where}.students: expected the list {expected}, got {students!r}")
+    listed = [str(s) for s in students]
+    missing = [s for s in expected if s not in listed]
+    extra = [s for s in listed if s not in expected]
+    if missing or extra or len(listed) != len(set(listed)):
+        parts = ([f"missing {missing}"] if missing else []) + ([f"not in search.budgets {extra}"] if extra else [])
+        raise InputError(f"{where}.students must list every budget as <subspace>/<student>: "
+                         f"{'; '.join(parts) or 'duplicates'} (expected {expected})")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ candidates
+def sample_candidates(candidates: Sequence[Arch], max_candidates: int | None, seed: int = 0
+                      ) -> tuple[list[Arch], bool]:
+    """All candidates (sorted) if there are at most ``max_candidates`` (or no limit); else a seeded sample.
+
+    The sample keeps the largest and smallest candidates (by layers, hidden, attention width, FFN, heads)
+    and fills up with ``random.Random(seed).sample`` of the others; returns ``(archs, sampled)``.
+    """
+    archs = sorted(set(candidates))
+    if max_candidates is None or len(archs) <= max_candidates:
+        return archs, False
+    if max_candidates < 2:
+        raise InputError(f"search.max_candidates must be >= 2 (the largest and smallest are always kept), "
+                         f"got {max_candidates}")
+    key = lambda a: (a.layers, a.hidden, a.attention_width, a.ffn, a.heads)  # noqa: E731
+    ends = {max(archs, key=key), min(archs, key=key)}
+    rest = [a for a in archs if a not in ends]
+    picked = random.Random(seed).sample(rest, max_candidates - len(ends))
+    return sorted(ends | set(picked)), True
+
+
+def cost_row(arch: Arch, seq_len: int, teacher_heads: int, vocab: Vocab) -> dict:
+    """The CSV columns that describe a candidate: its shape and its costs in both conventions."""
+    c = costs(arch, seq_len, teacher_heads, vocab)
+    return {
+        "arch": arch.name, "layers": arch.layers, "heads": arch.heads, "hidden": arch.hidden, "ffn": arch.ffn,
+        "head_size": arch.head_size, "mlp_ratio": round(arch.mlp_ratio, 4),
+        "params_paper": c["params_paper"], "gflops_paper": c["gflops_paper"],
+        "params_exact": c["params_exact"], "gflops_exact": c["gflops_exact"],
+    }
+
+
+def score_candidates(superlm, heldout, archs: Sequence[Arch], seq_len: int = 128,
+                     progress: bool = True, log: Callable[[dict, int], None] | None = None) -> list[dict]:
+    """One row per candidate: :func:`cost_row` plus the held-out ``loss`` and the ``seconds`` it took.
+
+    ``heldout`` is a :class:`autodistil.distill.HeldOut` (teacher projections computed once); every candidate
+    is scored in eval mode. Rows are in the order of ``archs``.
+    """
+    cfg = superlm.config
+    vocab = Vocab(cfg.vocab_size, cfg.max_position_embeddings, cfg.type_vocab_size)
+    rows = []
+    it = archs
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(archs, desc="candidates", unit="arch")
+    for i, arch in enumerate(it):
+        t0 = time.perf_counter()
+        loss = heldout.loss(superlm, arch)
+        row = {**cost_row(arch, seq_len, cfg.relation_heads, vocab), "loss": loss,
+               "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        if log is not None:
+            log({"candidate_loss": loss, "candidate_seconds": row["seconds"]}, i)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- latency
+@dataclass(frozen=True)
+class LatencyConfig:
+    batch_size: int = 1
+    seq_len: int = 128
+    warmup: int = 3
+    repeats: int = 10
+
+    @classmethod
+    def from_params(cls, d, where: str = "params.yaml: search.latency") -> "LatencyConfig":
+        d = dict(d or {})
+        unknown = sorted(set(d) - {"batch_size", "seq_len", "warmup", "repeats"})
+        if unknown:
+            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        out = {}
+        for key, minimum in (("batch_size", 1), ("seq_len", 1), ("warmup", 0), ("repeats", 1)):
+            v = d.get(key, getattr(cls, key))
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise InputError(f"{where}.{key}: expected an integer >= {minimum}, got {v!r}")
+            out[key] = v
+        return cls(**out)
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), vocab_size: int | None = None) -> dict:
+    """Wall time of one forward pass of ``model`` in ms: median (the figure budgets use), mean, min, stdev.
+
+    Inputs: ``cfg.batch_size`` x ``cfg.seq_len`` random token ids (fixed seed), full attention mask, eval
+    mode, no autograd; ``cfg.warmup`` untimed passes, then ``cfg.repeats`` timed ones (``perf_counter``,
+    synchronising CUDA when the model lives there).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    vocab_size = vocab_size or getattr(getattr(model, "config", None), "vocab_size", 100)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, vocab_size, (cfg.batch_size, cfg.seq_len), generator=g).to(device)
+    mask = torch.ones_like(ids)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    try:
+        for _ in range(cfg.warmup):
+            model(input_ids=ids, attention_mask=mask)
+        sync()
+        times = []
+        for _ in range(cfg.repeats):
+            t0 = time.perf_counter()
+            model(input_ids=ids, attention_mask=mask)
+            sync()
+            times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        model.train(was_training)
+    return {
+        "latency_ms": statistics.median(times),
+        "latency_mean_ms": statistics.fmean(times),
+        "latency_min_ms": min(times),
+        "latency_std_ms": statistics.stdev(times) if len(times) > 1 else 0.0,
+        "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "warmup": cfg.warmup, "repeats": cfg.repeats,
+        "threads": torch.get_num_threads(), "device": str(device),
+    }
+
+
+# ----------------------------------------------------------------------------------------- selection
+def check_feasible(rows: list[dict], budget: Budget, convention: str = "paper", subspace: str = "") -> None:
+    """Fail early (before any scoring) when no candidate meets a budget's params / GFLOPs limits."""
+    if not any(budget.fits_static(r, convention) for r in rows):
+        static = Budget(budget.name, budget.max_params, budget.max_gflops)
+        raise NoFitError(_no_fit_message(rows, static, convention, subspace, None))
+
+
+def select(rows: list[dict], budget: Budget, convention: str = "paper", subspace: str = "",
+           latency: Callable[[dict], float] | None = None, rank_key: str = "loss") -> dict:
+    """The best row (lowest ``rank_key``, then fewest GFLOPs) that fits ``budget``.
+
+    ``latency(row) -> ms`` is called only for budgets with ``max_latency_ms``, lazily in rank order, and
+    its result is cached in ``row["latency_ms"]`` (so the CSV shows every latency that was measured).
+    Raises :class:`NoFitError` naming the budget and the cheapest candidate's cost when nothing fits.
+    """
+    if convention not in CONVENTIONS:
+        raise InputError(f"search.convention: expected one of {CONVENTIONS}, got {convention!r}")
+    if not rows:
+        raise NoFitError(f"budget {budget.name!r}: no candidates were scored")
+    if budget.needs_latency and latency is None:
+        raise ValueError(f"budget {budget.name!r} has max_latency_ms but no latency function was given")
+    ranked = sorted(rows, key=lambda r: (r[rank_key], r[f"gflops_{convention}"], r["arch"]))
+    for row in ranked:
+        if not budget.fits_static(row, convention):
+            continue
+        if budget.needs_latency:
+            if row.get("latency_ms") is None:
+                row["latency_ms"] = float(latency(row))
+            if row["latency_ms"] > budget.max_latency_ms:
+                continue
+        return row
+    raise NoFitError(_no_fit_message(rows, budget, convention, subspace, latency))
+
+
+def _no_fit_message(rows, budget: Budget, convention: str, subspace: str, latency) -> str:
+    where = f" of sub-space {subspace!r}" if subspace else ""
+    parts = []
+    if budget.max_params is not None:
+        r = min(rows, key=lambda r: r[f"params_{convention}"])
+        parts.append(f"max_params {budget.max_params:.4g} but the smallest candidate {r['arch']} has "
+                     f"{r[f'params_{convention}']:.4g} params")
+    if budget.max_gflops is not None:
+        r = min(rows, key=lambda r: r[f"gflops_{convention}"])
+        parts.append(f"max_gflops {budget.max_gflops:.4g} but the cheapest candidate {r['arch']} has "
+                     f"{r[f'gflops_{convention}']:.4g} GFLOPs")
+    if budget.max_latency_ms is not None:
+        static = [r for r in rows if budget.fits_static(r, convention)]
+        pool = static or rows
+        for r in pool:  # the cheapest in latency among those that meet the other limits
+            if r.get("latency_ms") is None:
+                r["latency_ms"] = float(latency(r))
+        r = min(pool, key=lambda r: r["latency_ms"])
+        parts.append(f"max_latency_ms {budget.max_latency_ms:.4g} but the fastest candidate"
+                     f"{' within the other limits' if static else ''} {r['arch']} takes {r['latency_ms']:.4g} ms")
+    return (f"budget {budget.name!r}{where}: no candidate fits ({convention} convention): " + "; ".join(parts)
+            + "; raise the budget in params.yaml: search.budgets")
+
+
+def mark_chosen(rows: list[dict], chosen: Mapping[str, dict]) -> None:
+    """Add ``chosen`` (the student names that picked this row, ``;``-joined; empty if none) to every row."""
+    by_arch: dict[str, list[str]] = {}
+    for student, row in chosen.items():
+        by_arch.setdefault(row["arch"], []).append(student)
+    for row in rows:
+        row["chosen"] = ";".join(by_arch.get(row["arch"], []))
+
+
+CSV_COLUMNS = ["subspace", "arch", "layers", "heads", "hidden", "ffn", "head_size", "mlp_ratio", "params_paper",
+               "gflops_paper", "params_exact", "gflops_exact", "loss", "latency_ms", "proxy_score", "chosen",
+               "seconds"]
+
+
+def write_csv(path, rows: Sequence[Mapping], subspace: str) -> None:
+    """Every scored candidate, sorted by GFLOPs (atomic write); latency/proxy empty where not measured."""
+    import csv
+
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in sorted(rows, key=lambda r: (r["gflops_paper"], r["arch"])):
+            w.writerow({**{k: "" for k in CSV_COLUMNS}, "subspace": subspace,
+                        **{k: ("" if v is None else v) for k, v in row.items() if k in CSV_COLUMNS}})

@@ -1,0 +1,299 @@
+"""Stage search@<subspace>: best student per budget from a trained SuperLM, exported as stock transformers models.
+
+    python stages/search.py <subspace>
+
+Reads params.yaml (teacher.source, mlflow.experiment, superlm.{loss,teacher_layer,student_layer},
+search.*), models/superlm/<subspace>/, partition/subspaces.json and the held-out corpus blocks
+(data/corpus). Scores every candidate (or a seeded sample above search.max_candidates) by its held-out
+relation-distillation loss, picks one student per budget of search.budgets.<subspace>, and writes
+
+- models/students/<subspace>/<student>/   a transformers model folder (stock ``bert`` in the stock
+  convention) with the tokenizer and autodistil.json (arch, costs, latency, loss, budget, hashes);
+- metrics/search/<subspace>.csv            every scored candidate (the Pareto plot of dvc.yaml draws it);
+- metrics/search/<subspace>.json           each chosen student's arch, costs, latency, loss; timings;
+- an MLflow run with the CSV and a loss-vs-GFLOPs scatter attached.
+"""
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from autodistil.io import InputError, atomic_path, int_param, load_params, param, run_main
+
+
+def file_hash(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def scatter_png(rows, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([r["gflops_paper"] for r in rows], [r["loss"] for r in rows], s=18, label="candidates")
+    chosen = [r for r in rows if r.get("chosen")]
+    ax.scatter([r["gflops_paper"] for r in chosen], [r["loss"] for r in chosen], s=60, marker="*", c="red",
+               label="chosen")
+    for r in chosen:
+        ax.annotate(r["chosen"], (r["gflops_paper"], r["loss"]), fontsize=8)
+    ax.set_xlabel("GFLOPs (paper convention)")
+    ax.set_ylabel("held-out relation loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("subspace")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--subspaces", default="partition/subspaces.json")
+    ap.add_argument("--superlm", default="models/superlm")
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--glue", default="data/glue")
+    ap.add_argument("--out", default="models/students")
+    ap.add_argument("--metrics", default="metrics/search")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args()
+    sub_name = args.subspace
+
+    # ---- params (all checked before anything heavy runs or anything is written)
+    params = load_params(args.params)
+    src = args.params
+    p = param(params, "search", source=src)
+    source = param(params, "teacher.source", source=src)
+    experiment = param(params, "mlflow.experiment", default="autodistil")
+    from autodistil.distill import DistillSpec
+    from autodistil.partition import load_subspaces
+    from autodistil.search import CONVENTIONS, LatencyConfig, parse_budgets
+    from autodistil.space import SearchSpaceError
+
+    try:
+        subspaces = load_subspaces(args.subspaces)
+    except SearchSpaceError as e:
+        raise InputError(str(e)) from None
+    if sub_name not in subspaces:
+        raise InputError(f"{args.subspaces}: no sub-space {sub_name!r} (have {', '.join(subspaces)})")
+    budgets_all = parse_budgets(param(p, "budgets", source=src), param(p, "students", source=src),
+                                subspaces, f"{src}: search")
+    if sub_name not in budgets_all:
+        raise InputError(f"{src}: search.budgets has no budget for sub-space {sub_name!r} "
+                         f"(has {', '.join(budgets_all)})")
+    budgets = budgets_all[sub_name]
+    eval_blocks = int_param(params, "search.eval_blocks", minimum=1, source=src)
+    batch_size = int_param(params, "search.batch_size", minimum=1, source=src)
+    max_candidates = int_param(params, "search.max_candidates", minimum=2, allow_none=True, source=src)
+    seed = int_param(params, "search.seed", default=0, source=src)
+    seq_len = int_param(params, "search.seq_len", minimum=1, source=src)
+    convention = param(p, "convention", default="paper", source=src)
+    if convention not in CONVENTIONS:
+        raise InputError(f"{src}: search.convention must be one of {CONVENTIONS}, got {convention!r}")
+    latency_cfg = LatencyConfig.from_params(param(p, "latency", default={}), f"{src}: search.latency")
+    proxy = dict(param(p, "proxy", default={}) or {})
+    proxy_on = bool(proxy.get("enabled", False))
+    if proxy_on:
+        from autodistil.finetune import FinetuneConfig
+
+        proxy_cfg = FinetuneConfig.from_params({k: v for k, v in proxy.items() if k not in ("enabled", "task", "top_k")},
+                                               f"{src}: search.proxy")
+        top_k = int_param(params, "search.proxy.top_k", minimum=1, source=src)
+        task_dir = Path(args.glue) / str(param(p, "proxy.task", source=src))
+        if not (task_dir / "task.json").is_file():
+            raise InputError(f"{task_dir}: not a prepared GLUE task (search.proxy.task; run prepare_glue)")
+    spec = DistillSpec(
+        loss=str(param(params, "superlm.loss", default="kl")),
+        teacher_layer=int(param(params, "superlm.teacher_layer", default=-1)),
+        student_layer=int(param(params, "superlm.student_layer", default=-1)),
+    )
+    superlm_dir = Path(args.superlm) / sub_name
+    if not (superlm_dir / "superlm.pt").is_file():
+        raise InputError(f"{superlm_dir}: no trained SuperLM (run `dvc repro superlm@{sub_name}`)")
+    corpus = Path(args.corpus)
+    if not (corpus / "heldout.npy").is_file():
+        raise InputError(f"{corpus}/heldout.npy: not found (run the prepare_corpus stage)")
+
+    # ---- heavy imports and the search
+    import dataclasses
+
+    import mlflow
+    import torch
+
+    from autodistil.corpus import load_blocks
+    from autodistil.distill import HeldOut
+    from autodistil.export import build_student, export_student
+    from autodistil.cost import Vocab
+    from autodistil.search import (NoFitError, check_feasible, cost_row, mark_chosen, measure_latency, sample_candidates,
+                                   score_candidates, select, write_csv)
+    from autodistil.space import TeacherDims
+    from autodistil.superlm import SuperLM
+    from autodistil.teacher import load_teacher, load_tokenizer
+    from autodistil.tracking import log_metrics, stage_run, write_metrics
+
+    t_start = time.perf_counter()
+    superlm = SuperLM.load(superlm_dir).eval()
+    teacher = load_teacher(source, "cpu")
+    tokenizer = load_tokenizer(source)
+    dims = TeacherDims.from_config(teacher.config)
+    sub = subspaces[sub_name]
+    try:
+        all_candidates = sub.candidates(dims)
+    except SearchSpaceError as e:
+        raise InputError(f"{args.subspaces}: {e}") from None
+    archs, sampled = sample_candidates(all_candidates, max_candidates, seed)
+    for a in archs:
+        if not superlm.config.envelope.contains(a):
+            raise InputError(f"{superlm_dir}: candidate {a.name} does not fit the SuperLM (was it trained on "
+                             f"another partition? re-run superlm@{sub_name})")
+    cfg_ = superlm.config
+    vocab = Vocab(cfg_.vocab_size, cfg_.max_position_embeddings, cfg_.type_vocab_size)
+    cost_rows = [cost_row(a, seq_len, cfg_.relation_heads, vocab) for a in archs]
+    for budget in budgets.values():
+        check_feasible(cost_rows, budget, convention, sub_name)
+    blocks = load_blocks(corpus, "heldout")
+    if len(blocks) < eval_blocks:
+        raise InputError(f"{corpus}/heldout.npy has {len(blocks)} blocks, search.eval_blocks asks for {eval_blocks}")
+    blocks = blocks[:eval_blocks]
+    spec = dataclasses.replace(spec, relation_heads=superlm.config.relation_heads)
+    hashes = {"superlm_sha256": file_hash(superlm_dir / "superlm.pt"),
+              "heldout_sha256": file_hash(corpus / "heldout.npy", corpus / "meta.json"),
+              "train_data": superlm.config.provenance.get("data")}
+
+    latency_cache: dict[str, dict] = {}
+
+    def latency(row) -> float:
+        if row["arch"] not in latency_cache:
+            arch = arch_by_name[row["arch"]]
+            latency_cache[row["arch"]] = measure_latency(build_student(superlm, arch), latency_cfg)
+        return latency_cache[row["arch"]]["latency_ms"]
+
+    arch_by_name = {a.name: a for a in archs}
+    logged = {"teacher": {"source": source}, "search": p, "superlm_loss": dataclasses.asdict(spec)}
+    with stage_run(f"search@{sub_name}", logged, experiment, tags={"subspace": sub_name}) as run:
+        t0 = time.perf_counter()
+        heldout = HeldOut(teacher, blocks, spec, batch_size, "cpu")
+        teacher_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows = score_candidates(superlm, heldout, archs, seq_len, progress=not args.no_progress,
+                                log=lambda m, step: mlflow.log_metrics(m, step=step))
+        score_seconds = time.perf_counter() - t0
+
+        chosen: dict[str, dict] = {}
+        proxy_seconds = 0.0
+        for name, budget in budgets.items():
+            if not proxy_on:
+                chosen[name] = select(rows, budget, convention, sub_name, latency)
+                continue
+            # task-proxy re-rank: the top_k by loss that fit are fine-tuned briefly, the best dev score wins
+            from autodistil.finetune import finetune
+
+            fitting = []
+            pool = list(rows)
+            while len(fitting) < top_k:
+                try:
+                    row = select(pool, budget, convention, sub_name, latency)
+                except NoFitError:
+                    if fitting:
+                        break
+                    raise
+                fitting.append(row)
+                pool = [r for r in pool if r is not row]
+            for row in fitting:
+                if row.get("proxy_score") is None:
+                    t1 = time.perf_counter()
+                    res = finetune(build_student(superlm, arch_by_name[row["arch"]]), task_dir, proxy_cfg)
+                    row["proxy_score"] = res["score"]
+                    row["proxy_seconds"] = time.perf_counter() - t1
+                    proxy_seconds += row["proxy_seconds"]
+            chosen[name] = max(fitting, key=lambda r: (r["proxy_score"], -r["loss"]))
+        mark_chosen(rows, chosen)
+
+        # ---- export (into a temporary folder that replaces models/students/<subspace> at the end)
+        from transformers import AutoModel
+
+        students = {}
+        with atomic_path(Path(args.out) / sub_name, is_dir=True) as tmp:
+            for name, row in chosen.items():
+                arch = arch_by_name[row["arch"]]
+                info = {"student": name, "subspace": sub_name, "budget": budgets[name].to_dict(),
+                        "budget_convention": convention, "heldout_loss": row["loss"],
+                        "heldout_blocks": eval_blocks, "distill": dataclasses.asdict(spec), "teacher": source,
+                        "candidates_scored": len(rows), "sampled": sampled, **hashes}
+                if proxy_on:
+                    info["proxy"] = {"task": proxy.get("task"), "score": row["proxy_score"]}
+                folder = export_student(superlm, arch, tmp / name, tokenizer, info, seq_len)
+                model = AutoModel.from_pretrained(folder).eval()  # the exported model, as users load it
+                lat = measure_latency(model, latency_cfg)
+                t1 = time.perf_counter()
+                with torch.no_grad():
+                    for b in heldout.batches:
+                        model(**b)
+                forward_seconds = time.perf_counter() - t1
+                record = json.loads((folder / "autodistil.json").read_text())
+                record["latency"] = lat
+                (folder / "autodistil.json").write_text(json.dumps(record, indent=2) + "\n")
+                students[name] = {
+                    "path": f"{args.out}/{sub_name}/{name}", "arch": arch.to_dict(), "arch_name": arch.name,
+                    "budget": budgets[name].to_dict(), "loss": row["loss"], "costs": record["costs"],
+                    "latency_ms": lat["latency_ms"], "heldout_forward_seconds": forward_seconds,
+                    **({"proxy_score": row["proxy_score"]} if proxy_on else {}),
+                }
+        wall = time.perf_counter() - t_start
+        csv_path = Path(args.metrics) / f"{sub_name}.csv"
+        for r in rows:
+            if r["arch"] in latency_cache:
+                r["latency_ms"] = latency_cache[r["arch"]]["latency_ms"]
+        write_csv(csv_path, rows, sub_name)
+        per_candidate = score_seconds / len(rows)
+        metrics = {
+            "subspace": sub_name,
+            "candidates": len(all_candidates),
+            "candidates_scored": len(rows),
+            "sampled": sampled,
+            "convention": convention,
+            "seq_len": seq_len,
+            "students": students,
+            "best_loss": min(r["loss"] for r in rows),
+            "timing": {
+                "wall_seconds": round(wall, 2),
+                "teacher_seconds": round(teacher_seconds, 3),
+                "score_seconds": round(score_seconds, 3),
+                "seconds_per_candidate": round(per_candidate, 4),
+                "latency_measurements": len(latency_cache),
+                "proxy_seconds": round(proxy_seconds, 2),
+                "heldout_blocks": eval_blocks,
+                "threads": torch.get_num_threads(),
+            },
+        }
+        log_metrics({k: v for k, v in metrics.items() if k != "students"})
+        for name, s in students.items():
+            log_metrics({"loss": s["loss"], "latency_ms": s["latency_ms"], **s["costs"]}, prefix=f"{name}.")
+        write_metrics(Path(args.metrics) / f"{sub_name}.json", metrics, run)
+        mlflow.log_artifact(str(csv_path))
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            png = Path(d) / f"search_{sub_name}.png"
+            scatter_png(rows, png, f"search@{sub_name}: held-out loss vs GFLOPs")
+            mlflow.log_artifact(str(png))
+    print(json.dumps({"subspace": sub_name, "wall_seconds": metrics["timing"]["wall_seconds"],
+                      "seconds_per_candidate": metrics["timing"]["seconds_per_candidate"],
+                      "students": {n: {"arch": s["arch_name"], "loss": round(s["loss"], 4),
+                                       "gflops_paper": round(s["costs"]["gflops_paper"], 4),
+                                       "latency_ms": round(s["latency_ms"], 2),
+                                       "heldout_forward_seconds": round(s["heldout_forward_seconds"], 3)}
+                                   for n, s in students.items()}}))
+
+
+if __name__ == "__main__":
+    run_main(main)
