@@ -116,6 +116,23 @@ def main() -> None:
         teacher_layer=int(param(params, "superlm.teacher_layer", default=-1)),
         student_layer=int(param(params, "superlm.student_layer", default=-1)),
     )
+    # budgets on params / GFLOPs are checked against the grid before anything heavy runs
+    from autodistil.cost import Vocab
+    from autodistil.partition import load_teacher_dims
+    from autodistil.search import check_feasible, cost_row, sample_candidates
+
+    doc_teacher = json.loads(Path(args.subspaces).read_text())["teacher"]
+    dims = load_teacher_dims(args.subspaces)
+    vocab = Vocab(doc_teacher["vocab_size"], doc_teacher["max_position_embeddings"], doc_teacher["type_vocab_size"])
+    try:
+        all_candidates = subspaces[sub_name].candidates(dims)
+    except SearchSpaceError as e:
+        raise InputError(f"{args.subspaces}: {e}") from None
+    archs, sampled = sample_candidates(all_candidates, max_candidates, seed)
+    cost_rows = [cost_row(a, seq_len, dims.heads, vocab) for a in archs]
+    for budget in budgets.values():
+        check_feasible(cost_rows, budget, convention, sub_name)
+
     superlm_dir = Path(args.superlm) / sub_name
     if not (superlm_dir / "superlm.pt").is_file():
         raise InputError(f"{superlm_dir}: no trained SuperLM (run `dvc repro superlm@{sub_name}`)")
@@ -132,9 +149,7 @@ def main() -> None:
     from autodistil.corpus import load_blocks
     from autodistil.distill import HeldOut
     from autodistil.export import build_student, export_student
-    from autodistil.cost import Vocab
-    from autodistil.search import (NoFitError, check_feasible, cost_row, mark_chosen, measure_latency, sample_candidates,
-                                   score_candidates, select, write_csv)
+    from autodistil.search import NoFitError, mark_chosen, measure_latency, score_candidates, select, write_csv
     from autodistil.space import TeacherDims
     from autodistil.superlm import SuperLM
     from autodistil.teacher import load_teacher, load_tokenizer
@@ -144,22 +159,12 @@ def main() -> None:
     superlm = SuperLM.load(superlm_dir).eval()
     teacher = load_teacher(source, "cpu")
     tokenizer = load_tokenizer(source)
-    dims = TeacherDims.from_config(teacher.config)
-    sub = subspaces[sub_name]
-    try:
-        all_candidates = sub.candidates(dims)
-    except SearchSpaceError as e:
-        raise InputError(f"{args.subspaces}: {e}") from None
-    archs, sampled = sample_candidates(all_candidates, max_candidates, seed)
+    if TeacherDims.from_config(teacher.config) != dims:
+        raise InputError(f"{args.subspaces}: partitioned for another teacher than teacher.source {source!r}")
     for a in archs:
         if not superlm.config.envelope.contains(a):
             raise InputError(f"{superlm_dir}: candidate {a.name} does not fit the SuperLM (was it trained on "
                              f"another partition? re-run superlm@{sub_name})")
-    cfg_ = superlm.config
-    vocab = Vocab(cfg_.vocab_size, cfg_.max_position_embeddings, cfg_.type_vocab_size)
-    cost_rows = [cost_row(a, seq_len, cfg_.relation_heads, vocab) for a in archs]
-    for budget in budgets.values():
-        check_feasible(cost_rows, budget, convention, sub_name)
     blocks = load_blocks(corpus, "heldout")
     if len(blocks) < eval_blocks:
         raise InputError(f"{corpus}/heldout.npy has {len(blocks)} blocks, search.eval_blocks asks for {eval_blocks}")

@@ -312,7 +312,7 @@ def _no_fit_message(rows, budget: Budget, convention: str, subspace: str, latenc
                 r["latency_ms"] = float(latency(r))
         r = min(pool, key=lambda r: r["latency_ms"])
         parts.append(f"max_latency_ms {budget.max_latency_ms:.4g} but the fastest candidate"
-                     f"{' within the other limits' if static else ''} {r['arch']} takes {r['latency_ms']:.4g} ms")
+                     f"{' within the other limits' if static and (budget.max_params or budget.max_gflops) else ''} {r['arch']} takes {r['latency_ms']:.4g} ms")
     return (f"budget {budget.name!r}{where}: no candidate fits ({convention} convention): " + "; ".join(parts)
             + "; raise the budget in params.yaml: search.budgets")
 

@@ -1,0 +1,203 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from autodistil.cost import Vocab
+from autodistil.distill import DistillSpec, HeldOut
+from autodistil.export import build_student, export_student, superlm_hidden
+from autodistil.io import InputError
+from autodistil.search import (Budget, LatencyConfig, NoFitError, check_feasible, cost_row, mark_chosen,
+                               measure_latency, parse_budgets, sample_candidates, score_candidates, select,
+                               write_csv)
+from autodistil.space import Arch, SubSpace, TeacherDims
+from tiny import VOCAB, padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _rows(archs, losses):
+    rows = [{**cost_row(a, 16, 4, Vocab(VOCAB, 64, 2)), "loss": l} for a, l in zip(archs, losses)]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def scored():
+    """A tiny SuperLM, its held-out set and every candidate scored (shared: scoring is the slow part)."""
+    teacher = tiny_teacher()
+    sub = tiny_subspace()
+    superlm = tiny_superlm(teacher, sub)
+    blocks = np.random.default_rng(0).integers(1, VOCAB, (6, 16))
+    heldout = HeldOut(teacher, blocks, DistillSpec(relation_heads=4), batch_size=4)
+    archs = sub.candidates(TeacherDims.from_config(teacher.config))
+    rows = score_candidates(superlm, heldout, archs, seq_len=16, progress=False)
+    return superlm, heldout, archs, rows
+
+
+def test_scores_every_candidate_in_eval_mode_with_teacher_relations_computed_once(scored, monkeypatch):
+    superlm, heldout, archs, rows = scored
+    assert [r["arch"] for r in rows] == [a.name for a in archs]
+    assert all(np.isfinite(r["loss"]) and r["loss"] >= 0 for r in rows)
+    # eval mode: dropout is off, so re-scoring gives the same number even with the model in train mode
+    superlm.train()
+    assert heldout.loss(superlm, archs[3]) == pytest.approx(rows[3]["loss"], abs=1e-6)
+    assert superlm.training
+    # the teacher is never called again while scoring
+    import autodistil.distill as distill
+
+    monkeypatch.setattr(distill, "teacher_qkv", lambda *a, **k: pytest.fail("teacher re-run"))
+    score_candidates(superlm, heldout, archs[:2], seq_len=16, progress=False)
+
+
+def test_selection_per_budget_takes_the_lowest_loss_that_fits():
+    archs = [Arch(1, 2, 32, 48, 16), Arch(2, 2, 32, 64, 16), Arch(4, 4, 64, 128, 16)]
+    rows = _rows(archs, [3.0, 2.0, 1.0])
+    big, mid, small = rows[2], rows[1], rows[0]
+    assert select(rows, Budget("all", max_gflops=1e9)) is big
+    assert select(rows, Budget("g", max_gflops=mid["gflops_paper"])) is mid
+    assert select(rows, Budget("p", max_params=small["params_paper"] + 1)) is small
+    assert select(rows, Budget("both", max_params=big["params_paper"], max_gflops=small["gflops_paper"])) is small
+    assert select(rows, Budget("exact", max_params=mid["params_exact"]), convention="exact") is mid
+    # latency: measured lazily in loss order, only until one fits; cached in the row
+    fake = {big["arch"]: 9.0, mid["arch"]: 4.0, small["arch"]: 1.0}
+    calls = []
+
+    def latency(row):
+        calls.append(row["arch"])
+        return fake[row["arch"]]
+
+    assert select(rows, Budget("lat", max_latency_ms=5.0), latency=latency) is mid
+    assert calls == [big["arch"], mid["arch"]] and mid["latency_ms"] == 4.0 and "latency_ms" not in small
+    mark_chosen(rows, {"s1": mid, "s2": mid, "s3": small})
+    assert [r["chosen"] for r in rows] == ["s3", "s1;s2", ""]
+
+
+def test_no_fit_error_names_the_budget_and_the_cheapest_candidate():
+    archs = [Arch(1, 2, 32, 48, 16), Arch(2, 2, 32, 64, 16)]
+    rows = _rows(archs, [2.0, 1.0])
+    cheapest = rows[0]
+    with pytest.raises(NoFitError) as e:
+        select(rows, Budget("small-2", max_gflops=1e-6), subspace="small")
+    msg = str(e.value)
+    assert "'small-2'" in msg and "'small'" in msg and cheapest["arch"] in msg
+    assert f"{cheapest['gflops_paper']:.4g} GFLOPs" in msg and "\n" not in msg
+    with pytest.raises(NoFitError, match=r"max_params 10 but the smallest candidate L1-A2-H32-F48 has"):
+        check_feasible(rows, Budget("p", max_params=10))
+    with pytest.raises(NoFitError, match=r"fastest candidate L1-A2-H32-F48 takes 3 ms"):
+        select(rows, Budget("lat", max_latency_ms=1.0), latency=lambda r: 3.0 if r is cheapest else 7.0)
+
+
+def test_sampling_above_the_limit_is_seeded_and_keeps_the_ends():
+    sub = SubSpace.from_dict("s", {"layers": [1, 2, 3, 4], "heads": [2, 4], "hidden": [32, 48, 64], "mlp_ratio": [1.5, 2]})
+    archs = sub.candidates(TeacherDims(4, 4, 64, 128))
+    assert sample_candidates(archs, None) == (sorted(archs), False)
+    assert sample_candidates(archs, len(archs)) == (sorted(archs), False)
+    a, sampled = sample_candidates(archs, 7, seed=3)
+    assert sampled and len(a) == 7 and a == sorted(a) and set(a) <= set(archs)
+    largest, smallest = sub.largest(TeacherDims(4, 4, 64, 128)), sub.smallest(TeacherDims(4, 4, 64, 128))
+    assert largest in a and smallest in a
+    assert sample_candidates(list(reversed(archs)), 7, seed=3)[0] == a  # input order does not matter
+    assert sample_candidates(archs, 7, seed=4)[0] != a
+    with pytest.raises(InputError, match="max_candidates must be >= 2"):
+        sample_candidates(archs, 1)
+
+
+def test_budgets_params_are_checked():
+    budgets = {"small": {"small-1": {"max_gflops": 0.2}, "small-2": {"max_params": "4.5e+06"}}, "tiny": {"tiny": {"max_latency_ms": 5}}}
+    out = parse_budgets(budgets, ["small/small-1", "small/small-2", "tiny/tiny"], ["small", "tiny"])
+    assert out["small"]["small-2"].max_params == 4.5e6 and out["tiny"]["tiny"].needs_latency
+    with pytest.raises(InputError, match=r"missing \['tiny/tiny'\]"):
+        parse_budgets(budgets, ["small/small-1", "small/small-2"])
+    with pytest.raises(InputError, match="unique"):
+        parse_budgets({"a": {"x": {"max_gflops": 1}}, "b": {"x": {"max_gflops": 1}}}, ["a/x", "b/x"])
+    with pytest.raises(InputError, match=r"budgets.small.s.max_gflops: expected a positive number, got -1"):
+        Budget.from_params("s", {"max_gflops": -1}, "budgets.small")
+    with pytest.raises(InputError, match="unknown key"):
+        Budget.from_params("s", {"max_flops": 1})
+    with pytest.raises(InputError, match="at least one"):
+        Budget.from_params("s", {})
+    with pytest.raises(InputError, match="no such sub-space"):
+        parse_budgets({"huge": {"h": {"max_gflops": 1}}}, ["huge/h"], ["small"])
+
+
+def test_latency_is_measured_with_warmup_and_repeats():
+    model = build_student(tiny_superlm(tiny_teacher(), tiny_subspace()), Arch(1, 2, 32, 48, 16))
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    lat = measure_latency(model, LatencyConfig(batch_size=2, seq_len=8, warmup=2, repeats=3))
+    assert len(calls) == 5 and lat["repeats"] == 3 and lat["latency_min_ms"] <= lat["latency_ms"] > 0
+
+
+LOAD_WITHOUT_AUTODISTIL = textwrap.dedent("""
+    import json, sys, torch
+    from transformers import AutoModel
+    path, ids, mask, types = sys.argv[1], *(torch.load(p) for p in sys.argv[2:5])
+    model = AutoModel.from_pretrained(path).eval()
+    assert not any(m == "autodistil" or m.startswith("autodistil.") for m in sys.modules), "autodistil was imported"
+    with torch.no_grad():
+        torch.save(model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state, sys.argv[5])
+    print(model.config.model_type)
+""")
+
+
+def test_chosen_student_exports_as_stock_bert_equal_to_its_slice(scored, tmp_path):
+    superlm, _, archs, rows = scored
+    row = select(rows, Budget("b", max_gflops=sorted(r["gflops_paper"] for r in rows)[len(rows) // 2]))
+    arch = next(a for a in archs if a.name == row["arch"])
+    folder = export_student(superlm, arch, tmp_path / "students" / "tiny" / "b", info={"heldout_loss": row["loss"]},
+                            seq_len=16)
+    batch = padded_batch(seed=5)
+    files = []
+    for name, t in zip(("ids", "mask", "types"), batch):
+        files.append(tmp_path / f"{name}.pt")
+        torch.save(t, files[-1])
+    proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_AUTODISTIL, str(folder), *map(str, files),
+                           str(tmp_path / "out.pt")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "bert"
+    ref = superlm_hidden(superlm, arch, *batch)
+    assert (torch.load(tmp_path / "out.pt") - ref)[batch[1].bool()].abs().max().item() <= 1e-5
+    assert json.loads((folder / "autodistil.json").read_text())["heldout_loss"] == row["loss"]
+
+
+def test_csv_has_every_candidate_and_the_chosen_flag(scored, tmp_path):
+    import csv
+
+    _, _, _, rows = scored
+    rows = [dict(r) for r in rows]
+    mark_chosen(rows, {"x": rows[0]})
+    write_csv(tmp_path / "tiny.csv", rows, "tiny")
+    got = list(csv.DictReader((tmp_path / "tiny.csv").open()))
+    assert len(got) == len(rows) and sum(bool(r["chosen"]) for r in got) == 1
+    assert {"arch", "params_paper", "gflops_paper", "loss", "latency_ms", "chosen"} <= set(got[0])
+    assert [float(r["gflops_paper"]) for r in got] == sorted(float(r["gflops_paper"]) for r in got)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["search"]["budgets"]["tiny"]["tiny"].update(max_gflops=1e-9),
+     "budget 'tiny' of sub-space 'tiny': no candidate fits"),
+    (lambda p: p["search"].update(students=["base/base", "small/small-1", "tiny/tiny"]),
+     "search.students must list every budget"),
+    (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_flops": 1}), "unknown key(s) max_flops"),
+])
+def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message):
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out, metrics = tmp_path / "students", tmp_path / "metrics"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "search.py"), "tiny", "--params", str(tmp_path / "params.yaml"),
+         "--subspaces", str(REPO / "partition" / "subspaces.json"), "--superlm", str(tmp_path / "no-superlm"),
+         "--out", str(out), "--metrics", str(metrics)],
+        capture_output=True, text=True, cwd=tmp_path, env={**__import__("os").environ, "DVC_ROOT": str(tmp_path)},
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not out.exists() and not metrics.exists()
