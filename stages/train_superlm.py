@@ -85,12 +85,19 @@ def main() -> None:
     except SearchSpaceError as e:
         raise InputError(f"{args.subspaces}: {e}") from None
     largest, smallest = sub.largest(dims), sub.smallest(dims)
+    shallowest = min(a.layers for a in candidates)
+    if not -dims.layers <= cfg.teacher_layer < dims.layers:
+        raise InputError(f"{args.params}: superlm.teacher_layer {cfg.teacher_layer} is outside the teacher's "
+                         f"{dims.layers} layers")
+    if not -shallowest <= cfg.student_layer < shallowest:
+        raise InputError(f"{args.params}: superlm.student_layer {cfg.student_layer} is outside the "
+                         f"{shallowest} layers of sub-space {args.subspace!r}'s shallowest candidate")
     superlm_cfg = SuperLMConfig.from_teacher_config(
         teacher.config, Envelope.of(candidates), depth_rule=cfg.depth_rule, hidden_dropout=cfg.dropout,
         attention_dropout=cfg.dropout,
         provenance={"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus)},
     )
-    superlm = SuperLM.from_teacher(teacher, superlm_cfg)
+    superlm = SuperLM.from_teacher(teacher, superlm_cfg).to(device)
     sampler = SubnetSampler(candidates, largest, smallest, cfg.sampling, cfg.num_random, cfg.seed)
     probes = probe_candidates(candidates, largest, smallest)
     ckpt_dir = Path(args.checkpoints) / args.subspace

@@ -16,8 +16,10 @@ TOL = 1e-5
 LOAD_WITHOUT_AUTODISTIL = textwrap.dedent("""
     import sys, torch
     from transformers import AutoModel
+    from transformers import AutoModelForSequenceClassification
     path, ids, mask, types = sys.argv[1], *(torch.load(p) for p in sys.argv[2:5])
     model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
+    AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, trust_remote_code=True)  # fine-tunable
     assert not any(m == "autodistil" or m.startswith("autodistil.") for m in sys.modules), "autodistil was imported"
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state

@@ -21,6 +21,7 @@ MICRO = {
     "prepare_glue": {"tasks": ["MRPC"], "max_train_samples": 64, "max_eval_samples": 32},
     "superlm": {"batch_size": 4, "max_tokens": 1024, "checkpoint_every": 1, "log_every": 1, "eval_blocks": 8,
                 "eval_batch_size": 8},
+    "search": {"eval_blocks": 8, "max_candidates": 4, "latency": {"warmup": 0, "repeats": 1}},
 }
 
 
@@ -61,6 +62,10 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
         assert metrics["steps"] == 2 and metrics["mlflow_run_id"]
         assert (repo / "models" / "superlm" / name / "superlm.pt").is_file()
         assert not (repo / "checkpoints" / "superlm" / name / "last.pt").exists()  # removed once finished
+    students = yaml.safe_load((repo / "params.yaml").read_text())["search"]["students"]
+    for student in students:  # exported stock BERT folders, one per budget
+        info = json.loads((repo / "models" / "students" / student / "autodistil.json").read_text())
+        assert info["model_type"] == "bert" and (repo / "models" / "students" / student / "config.json").is_file()
     corpus = json.loads((repo / "metrics" / "corpus.json").read_text())
     assert corpus["train"]["blocks"] == 8192 // 128
 
@@ -73,4 +78,5 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
     client = mlflow.MlflowClient(f"sqlite:///{repo}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("autodistil").experiment_id])
     stages = {r.data.tags["stage"] for r in runs}
-    assert {"prepare_corpus", "prepare_glue@MRPC", "partition", *(f"superlm@{n}" for n in names)} <= stages
+    assert {"prepare_corpus", "prepare_glue@MRPC", "partition", *(f"superlm@{n}" for n in names),
+            *(f"search@{n}" for n in names)} <= stages

@@ -1,4 +1,7 @@
+from pathlib import Path
+
 import pytest
+from transformers import AutoConfig
 import torch
 
 from autodistil.teacher import PACKAGED_MINILM, load_teacher, load_tokenizer, resolve_source, teacher_qkv
@@ -38,4 +41,6 @@ def test_sources_resolve_to_folders_or_hub_ids(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"")
     with pytest.raises(ValueError, match="is a file"):
         resolve_source(str(tmp_path / "weights.bin"))
-    assert (resolve_source(PACKAGED_MINILM) + "/").count("model") >= 1
+    packaged = Path(resolve_source(PACKAGED_MINILM))
+    assert (packaged / "config.json").is_file()
+    assert AutoConfig.from_pretrained(packaged).num_hidden_layers == 6

@@ -120,6 +120,12 @@ def test_bad_training_params_are_clear_errors():
         TrainConfig.from_params({})
     with pytest.raises(InputError, match="sampling"):
         TrainConfig.from_params({"max_steps": 1, "sampling": "greedy"})
+    with pytest.raises(InputError, match="depth_rule"):
+        TrainConfig.from_params({"max_steps": 1, "depth_rule": "stride"})
+    with pytest.raises(InputError, match="log_every: expected a positive integer"):
+        TrainConfig.from_params({"max_steps": 1, "log_every": 0})
+    with pytest.raises(InputError, match="device"):
+        TrainConfig.from_params({"max_steps": 1, "device": "tpu"})
     with pytest.raises(InputError, match="batch_size must be an integer"):
         TrainConfig.from_params({"max_steps": 1, "batch_size": 2.5})
     cfg = TrainConfig.from_params({"max_steps": "3", "lr": "4e-05", "betas": ["0.9", 0.98]})  # as DVC's -S writes them

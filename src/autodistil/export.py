@@ -73,8 +73,7 @@ def export_student(
         "arch": arch.to_dict(),
         "convention": arch.convention,
         "model_type": model.config.model_type,
-        "costs": costs(arch, seq_len, cfg.relation_heads, Vocab(cfg.vocab_size, cfg.max_position_embeddings,
-                                                                  cfg.type_vocab_size)),
+        "costs": costs(arch, seq_len, cfg.relation_heads, Vocab.from_config(cfg)),
         "params_module": count_params(model),
         "superlm": {"envelope": cfg.to_dict()["envelope"], "depth_rule": cfg.depth_rule,
                     "layers_kept": superlm.layer_indices(arch), **cfg.provenance},
@@ -90,6 +89,12 @@ def export_student(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
+        if arch.convention != "stock":  # save_pretrained maps only the saved class; fine-tuning needs the classifier
+            config_file = tmp / "config.json"
+            config = json.loads(config_file.read_text())
+            config["auto_map"]["AutoModelForSequenceClassification"] = (
+                "modeling_autodistil_bert.AutoDistilBertForSequenceClassification")
+            config_file.write_text(json.dumps(config, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")

@@ -179,7 +179,7 @@ def score_candidates(superlm, heldout, archs: Sequence[Arch], seq_len: int = 128
     is scored in eval mode. Rows are in the order of ``archs``.
     """
     cfg = superlm.config
-    vocab = Vocab(cfg.vocab_size, cfg.max_position_embeddings, cfg.type_vocab_size)
+    vocab = Vocab.from_config(cfg)
     rows = []
     it = archs
     if progress:

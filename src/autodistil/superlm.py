@@ -221,9 +221,6 @@ class SuperLM(nn.Module):
                 x = layer(x, key_mask, arch)
         return SuperLMOutput(x, qkv)
 
-    def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.pooler.dense(last_hidden_state[:, 0], last_hidden_state.shape[-1]))
-
     # -- weights -----------------------------------------------------------------------------------
     def sliced_state_dict(self, arch: Arch, target_shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
         """The weights of sub-network ``arch`` under the parameter names and shapes of a stock BERT."""

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,7 +30,7 @@ from torch import nn
 from .cost import exact_gflops
 from .distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
 from .io import InputError, atomic_path
-from .space import Arch
+from .space import Arch, TeacherDims
 from .superlm import SuperLM
 from .teacher import teacher_qkv
 
@@ -81,6 +82,15 @@ class TrainConfig:
             raise InputError(f"{where}.loss: expected 'kl' or 'mse', got {cfg.loss!r}")
         if (cfg.max_steps is None) == (cfg.max_tokens is None):
             raise InputError(f"{where}: set exactly one of max_steps and max_tokens")
+        if cfg.depth_rule not in ("strided", "first_k"):
+            raise InputError(f"{where}.depth_rule: expected 'strided' or 'first_k', got {cfg.depth_rule!r}")
+        if cfg.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"{where}.device: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"{where}.device is 'cuda' but no CUDA device is available")
+        for key in ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size"):
+            if getattr(cfg, key) < 1:
+                raise InputError(f"{where}.{key}: expected a positive integer, got {getattr(cfg, key)}")
         if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
             raise InputError(f"{where}.micro_batch_size: expected a positive integer or null")
         if cfg.batch_size < 1 or cfg.num_random < 0 or (cfg.sampling == "uniform" and cfg.num_random < 1):
@@ -209,6 +219,8 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
 
 # -- checkpoints --------------------------------------------------------------------------------------------
 CHECKPOINT = "last.pt"
+# settings that do not change the trained weights: a checkpoint stays valid when only they change
+LOGGING_ONLY = ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "peak_tflops", "device")
 
 
 def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, history: list, config: dict) -> None:
@@ -228,12 +240,18 @@ def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, his
 
 
 def load_checkpoint(directory: Path, config: dict) -> dict | None:
-    """The last checkpoint, if it belongs to a run with the same configuration (else it is ignored)."""
+    """The last checkpoint, if it belongs to a run with the same configuration (else it is ignored, noisily)."""
     path = directory / CHECKPOINT
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
-    return state if state.get("config") == config else None
+    if state.get("config") != config:
+        old = state.get("config") or {}
+        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        print(f"superlm: ignoring {path} (a run with other settings: {', '.join(changed)}); starting afresh",
+              file=sys.stderr)
+        return None
+    return state
 
 
 def restore_rng(rng: dict) -> None:
@@ -282,7 +300,8 @@ def train_superlm(
     seq_len = blocks.shape[1]
     total = cfg.total_steps(seq_len)
     spec = cfg.spec(superlm.config.relation_heads)
-    run_config = {**asdict(cfg), "betas": list(cfg.betas), "world": d.world, "superlm": superlm.config.to_dict()}
+    run_config = {**{k: v for k, v in asdict(cfg).items() if k not in LOGGING_ONLY}, "world": d.world,
+                  "superlm": superlm.config.to_dict(), "candidates": sorted(a.name for a in sampler.candidates)}
     run_config = json.loads(json.dumps(run_config))  # the checkpoint compares plain JSON values
 
     superlm.to(device).train()
@@ -297,10 +316,6 @@ def train_superlm(
         scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
         start, history = state["step"], state["history"]
-    elif d.world == 1:
-        torch.manual_seed(cfg.seed)
-    if d.world > 1:
-        torch.manual_seed(cfg.seed + d.rank + 1000 * start)  # dropout differs per rank, as with any data parallelism
     model: nn.Module = superlm
     if d.world > 1:
         model = nn.parallel.DistributedDataParallel(
@@ -309,13 +324,16 @@ def train_superlm(
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     peak = peak_tflops(cfg, device)
-    teacher_macs = _macs_to_distilled_layer(_teacher_arch(teacher), seq_len)
+    teacher_macs = _macs_to_distilled_layer(TeacherDims.from_config(teacher.config).as_arch(), seq_len)
 
 
     bar = tqdm(range(start, total), initial=start, total=total, desc="superlm", disable=not (progress and d.master))
     t0, tokens_done = time.perf_counter(), 0
     window_t, window_tokens, window_flops = t0, 0, 0.0
     for step in bar:
+        # dropout masks are a function of (seed, step, rank): a resumed run, on any number of ranks, draws
+        # what the uninterrupted one drew; ranks differ, as in any data parallelism
+        torch.manual_seed(hash((cfg.seed, step, d.rank)))
         rows = np.sort(d.shard(global_batch_rows(step, cfg.batch_size, len(blocks), cfg.seed)))
         micro = [rows[i:i + (cfg.micro_batch_size or len(rows))]
                  for i in range(0, len(rows), cfg.micro_batch_size or len(rows))]
@@ -356,7 +374,7 @@ def train_superlm(
                       "loss_smallest": float(losses[-1]) if cfg.sampling == "sandwich" else None,
                       "tokens_per_second": window_tokens / (now - window_t)}
             if peak:
-                record["mfu"] = window_flops / (now - window_t) / (peak * 1e12)
+                record["mfu"] = window_flops / d.world / (now - window_t) / (peak * 1e12)  # per device
             record = {k: v for k, v in record.items() if v is not None}
             history.append(record)
             window_t, window_tokens, window_flops = now, 0, 0.0
@@ -370,12 +388,6 @@ def train_superlm(
     bar.close()
     seconds = time.perf_counter() - t0
     return TrainResult(total, start, history, seconds, tokens_done / max(seconds, 1e-9))
-
-
-def _teacher_arch(teacher: nn.Module) -> Arch:
-    c = teacher.config
-    return Arch(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size,
-                c.hidden_size // c.num_attention_heads)
 
 
 def probe_candidates(candidates: Sequence[Arch], largest: Arch, smallest: Arch) -> dict[str, Arch]:
