@@ -189,14 +189,21 @@ def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message,
 
     import yaml
 
+    # the default partition, made here (a fresh clone has no partition/subspaces.json)
+    subspaces = tmp_path / "subspaces.json"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["partition.py", "--params", str(REPO / "params.yaml"), "--out", str(subspaces),
+                                      "--metrics", str(tmp_path / "partition.json")])
+    runpy.run_path(str(REPO / "stages" / "partition.py"), run_name="__main__")
+    capsys.readouterr()  # only the search's own output is under test
+
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     edit(params)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out, metrics = tmp_path / "students", tmp_path / "metrics"
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.setattr(sys, "argv", [
         "search.py", "tiny", "--params", str(tmp_path / "params.yaml"),
-        "--subspaces", str(REPO / "partition" / "subspaces.json"), "--superlm", str(tmp_path / "no-superlm"),
+        "--subspaces", str(subspaces), "--superlm", str(tmp_path / "no-superlm"),
         "--out", str(out), "--metrics", str(metrics)])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(str(REPO / "stages" / "search.py"), run_name="__main__")
