@@ -49,7 +49,7 @@ def student_config(superlm: SuperLM, arch: Arch) -> BertConfig:
 def build_student(superlm: SuperLM, arch: Arch) -> BertModel:
     """A standalone transformers model holding the SuperLM's weights for ``arch`` (eval mode, CPU)."""
     config = student_config(superlm, arch)
-    model_cls = BertModel if isinstance(config, BertConfig) and config.model_type == "bert" else AutoDistilBertModel
+    model_cls = BertModel if arch.convention == "stock" else AutoDistilBertModel
     model = model_cls(config)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     state = {k: v.detach().cpu() for k, v in superlm.sliced_state_dict(arch, shapes).items()}
