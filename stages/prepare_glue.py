@@ -3,7 +3,7 @@
     python stages/prepare_glue.py <task>
 
 Reads params.yaml (teacher.source, mlflow.experiment, prepare_glue.*), writes data/glue/<task>/ and
-metrics/glue/<task>.json, both atomically. Bad input: one line on stderr, exit 1, nothing written.
+metrics/prepare_glue/<task>.json, both atomically. Bad input: one line on stderr, exit 1, nothing written.
 """
 
 import argparse
@@ -13,12 +13,21 @@ from autodistil.glue import get_task, load_hub_splits, load_tsv_splits, prepare_
 from autodistil.io import int_param, load_params, param, run_main
 
 
+def task_cap(params: dict, key: str, task: str, source: str) -> int | None:
+    """``prepare_glue.<key>``: one cap for every task, or ``{default: n, <task>: n}`` (null = no cap)."""
+    value = param(params, f"prepare_glue.{key}", None, source=source)
+    if isinstance(value, dict):
+        name = task if task in value else "default"
+        return int_param(value, name, None, minimum=0, allow_none=True, source=f"{source}: prepare_glue.{key}")
+    return int_param(params, f"prepare_glue.{key}", None, minimum=0, allow_none=True, source=source)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("task", help="GLUE task (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out-root", default="data/glue")
-    ap.add_argument("--metrics-root", default="metrics/glue")
+    ap.add_argument("--metrics-root", default="metrics/prepare_glue")
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -27,8 +36,7 @@ def main() -> None:
     hub = p.get("hub")
     source = param(params, "prepare_glue.source", source=args.params)
     max_length = int_param(params, "prepare_glue.max_length", minimum=8, source=args.params)
-    caps = {k: int_param(params, f"prepare_glue.{k}", None, minimum=0, allow_none=True, source=args.params)
-            for k in ("max_train_samples", "max_eval_samples")}
+    caps = {k: task_cap(params, k, spec.name, args.params) for k in ("max_train_samples", "max_eval_samples")}
     seed = int_param(params, "prepare_glue.seed", 0, source=args.params)
 
     t0 = time.perf_counter()

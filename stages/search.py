@@ -1,4 +1,4 @@
-"""Stage search@<subspace>: best student per budget from a trained SuperLM, exported as stock transformers models.
+"""Stage search@<subspace>: the best student architecture per budget in a trained SuperLM, without re-training.
 
     python stages/search.py <subspace>
 
@@ -7,10 +7,10 @@ search.*), models/superlm/<subspace>/, partition/subspaces.json and the held-out
 (data/corpus). Scores every candidate (or a seeded sample above search.max_candidates) by its held-out
 relation-distillation loss, picks one student per budget of search.budgets.<subspace>, and writes
 
-- models/students/<subspace>/<student>/   a transformers model folder (stock ``bert`` in the stock
-  convention) with the tokenizer and autodistil.json (arch, costs, latency, loss, budget, hashes);
-- metrics/search/<subspace>.csv            every scored candidate (the Pareto plot of dvc.yaml draws it);
-- metrics/search/<subspace>.json           each chosen student's arch, costs, latency, loss; timings;
+- metrics/search/<subspace>.csv    every scored candidate (the Pareto plot of dvc.yaml draws it);
+- metrics/search/<subspace>.json   each chosen student's arch, costs, loss (latency where a budget measured it),
+                                   the provenance (teacher, data and SuperLM hashes) and timings; the
+                                   export@<student> stages turn each chosen student into a model folder;
 - an MLflow run with the CSV and a loss-vs-GFLOPs scatter attached.
 """
 
@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from autodistil.io import InputError, atomic_path, int_param, load_params, param, run_main
+from autodistil.io import InputError, int_param, load_params, param, run_main
 
 
 def file_hash(*paths: Path) -> str:
@@ -62,7 +62,6 @@ def main() -> None:
     ap.add_argument("--superlm", default="models/superlm")
     ap.add_argument("--corpus", default="data/corpus")
     ap.add_argument("--glue", default="data/glue")
-    ap.add_argument("--out", default="models/students")
     ap.add_argument("--metrics", default="metrics/search")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
@@ -117,7 +116,7 @@ def main() -> None:
         student_layer=int(param(params, "superlm.student_layer", default=-1)),
     )
     # budgets on params / GFLOPs are checked against the grid before anything heavy runs
-    from autodistil.cost import Vocab
+    from autodistil.cost import Vocab, costs
     from autodistil.partition import load_teacher_dims
     from autodistil.search import check_feasible, cost_row, sample_candidates
 
@@ -148,17 +147,16 @@ def main() -> None:
 
     from autodistil.corpus import load_blocks
     from autodistil.distill import HeldOut
-    from autodistil.export import build_student, export_student
+    from autodistil.export import build_student
     from autodistil.search import NoFitError, mark_chosen, measure_latency, score_candidates, select, write_csv
     from autodistil.space import TeacherDims
     from autodistil.superlm import SuperLM
-    from autodistil.teacher import load_teacher, load_tokenizer
+    from autodistil.teacher import load_teacher
     from autodistil.tracking import log_metrics, stage_run, write_metrics
 
     t_start = time.perf_counter()
     superlm = SuperLM.load(superlm_dir).eval()
     teacher = load_teacher(source, "cpu")
-    tokenizer = load_tokenizer(source)
     if TeacherDims.from_config(teacher.config) != dims:
         raise InputError(f"{args.subspaces}: partitioned for another teacher than teacher.source {source!r}")
     for a in archs:
@@ -223,36 +221,15 @@ def main() -> None:
             chosen[name] = max(fitting, key=lambda r: (r["proxy_score"], -r["loss"]))
         mark_chosen(rows, chosen)
 
-        # ---- export (into a temporary folder that replaces models/students/<subspace> at the end)
-        from transformers import AutoModel
-
         students = {}
-        with atomic_path(Path(args.out) / sub_name, is_dir=True) as tmp:
-            for name, row in chosen.items():
-                arch = arch_by_name[row["arch"]]
-                info = {"student": name, "subspace": sub_name, "budget": budgets[name].to_dict(),
-                        "budget_convention": convention, "heldout_loss": row["loss"],
-                        "heldout_blocks": eval_blocks, "distill": dataclasses.asdict(spec), "teacher": source,
-                        "candidates_scored": len(rows), "sampled": sampled, **hashes}
-                if proxy_on:
-                    info["proxy"] = {"task": proxy.get("task"), "score": row["proxy_score"]}
-                folder = export_student(superlm, arch, tmp / name, tokenizer, info, seq_len)
-                model = AutoModel.from_pretrained(folder).eval()  # the exported model, as users load it
-                lat = measure_latency(model, latency_cfg)
-                t1 = time.perf_counter()
-                with torch.no_grad():
-                    for b in heldout.batches:
-                        model(**b)
-                forward_seconds = time.perf_counter() - t1
-                record = json.loads((folder / "autodistil.json").read_text())
-                record["latency"] = lat
-                (folder / "autodistil.json").write_text(json.dumps(record, indent=2) + "\n")
-                students[name] = {
-                    "path": f"{args.out}/{sub_name}/{name}", "arch": arch.to_dict(), "arch_name": arch.name,
-                    "budget": budgets[name].to_dict(), "loss": row["loss"], "costs": record["costs"],
-                    "latency_ms": lat["latency_ms"], "heldout_forward_seconds": forward_seconds,
-                    **({"proxy_score": row["proxy_score"]} if proxy_on else {}),
-                }
+        for name, row in chosen.items():
+            arch = arch_by_name[row["arch"]]
+            students[name] = {
+                "arch": arch.to_dict(), "arch_name": arch.name, "budget": budgets[name].to_dict(),
+                "loss": row["loss"], "costs": costs(arch, seq_len, dims.heads, vocab),
+                **({"latency_ms": latency_cache[arch.name]["latency_ms"]} if arch.name in latency_cache else {}),
+                **({"proxy": {"task": proxy.get("task"), "score": row["proxy_score"]}} if proxy_on else {}),
+            }
         wall = time.perf_counter() - t_start
         csv_path = Path(args.metrics) / f"{sub_name}.csv"
         for r in rows:
@@ -267,7 +244,9 @@ def main() -> None:
             "sampled": sampled,
             "convention": convention,
             "seq_len": seq_len,
-            "students": students,
+            "students": students,  # read by export@<student>, with the provenance below
+            "provenance": {"teacher": source, "distill": dataclasses.asdict(spec), "heldout_blocks": eval_blocks,
+                           "sampled": sampled, **hashes},
             "best_loss": min(r["loss"] for r in rows),
             "timing": {
                 "wall_seconds": round(wall, 2),
@@ -282,7 +261,7 @@ def main() -> None:
         }
         log_metrics({k: v for k, v in metrics.items() if k != "students"})
         for name, s in students.items():
-            log_metrics({"loss": s["loss"], "latency_ms": s["latency_ms"], **s["costs"]}, prefix=f"{name}.")
+            log_metrics({"loss": s["loss"], **s["costs"]}, prefix=f"{name}.")
         write_metrics(Path(args.metrics) / f"{sub_name}.json", metrics, run)
         mlflow.log_artifact(str(csv_path))
         import tempfile
@@ -294,9 +273,7 @@ def main() -> None:
     print(json.dumps({"subspace": sub_name, "wall_seconds": metrics["timing"]["wall_seconds"],
                       "seconds_per_candidate": metrics["timing"]["seconds_per_candidate"],
                       "students": {n: {"arch": s["arch_name"], "loss": round(s["loss"], 4),
-                                       "gflops_paper": round(s["costs"]["gflops_paper"], 4),
-                                       "latency_ms": round(s["latency_ms"], 2),
-                                       "heldout_forward_seconds": round(s["heldout_forward_seconds"], 3)}
+                                       "gflops_paper": round(s["costs"]["gflops_paper"], 4)}
                                    for n, s in students.items()}}))
 
 

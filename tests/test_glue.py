@@ -129,7 +129,7 @@ def test_registry_knows_all_nine_tasks():
     assert TASKS["MNLI"].num_labels == 3 and TASKS["MNLI"].dev_splits == ("dev_matched", "dev_mismatched")
     assert TASKS["MNLI"].labels == ("entailment", "neutral", "contradiction")  # nyu-mll/glue ids
     assert TASKS["CoLA"].main_metric == "matthews_correlation"
-    assert set(TASKS["MRPC"].metrics) == set(TASKS["QQP"].metrics) == {"f1", "accuracy"}
+    assert TASKS["MRPC"].metrics == TASKS["QQP"].metrics == ("accuracy", "f1")  # accuracy first, as the paper quotes
     for name in ("SST-2", "QNLI", "RTE", "WNLI"):
         assert TASKS[name].metrics == ("accuracy",) and TASKS[name].num_labels == 2
     assert get_task("sst2") is get_task("SST-2") is get_task("sst-2")
@@ -397,8 +397,8 @@ def test_stage_writes_outputs_metrics_and_mlflow_run(tmp_path, tiny_tokenizer_di
     write_params(tmp_path, tiny_tokenizer_dir)
     code, err = run_stage(tmp_path, "SST-2", monkeypatch=monkeypatch, capsys=capsys)
     assert code == 0, err
-    metrics = json.loads((tmp_path / "metrics/glue/SST-2.json").read_text())
-    assert metrics["train"]["examples"] == 2 and metrics["train"]["source_examples"] == 3
+    metrics = json.loads((tmp_path / "metrics/prepare_glue/SST-2.json").read_text())
+    assert metrics["train"]["examples"] == 2 and metrics["train"]["source_examples"] == 3  # the default cap
     assert metrics["dev"]["examples"] == 1 and metrics["num_labels"] == 2
     dsd, spec, _ = load_glue(tmp_path / "data/glue/SST-2")
     assert spec.name == "SST-2" and len(dsd["train"]) == 2
@@ -412,6 +412,17 @@ def test_stage_writes_outputs_metrics_and_mlflow_run(tmp_path, tiny_tokenizer_di
     assert run.data.tags["stage"] == "prepare_glue@SST-2" and run.data.tags["dvc_exp_name"] == "test-exp"
     assert run.data.params["prepare_glue.max_train_samples"] == "2" and run.data.params["task"] == "SST-2"
     assert run.data.metrics["train.examples"] == 2
+
+
+def test_stage_caps_per_task(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypatch, capsys):
+    write_glue(tmp_path / "glue", tasks=["SST-2"])
+    write_params(tmp_path, tiny_tokenizer_dir, max_train_samples={"default": 1, "SST-2": None})
+    code, err = run_stage(tmp_path, "SST-2", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "metrics/prepare_glue/SST-2.json").read_text())["train"]["examples"] == 3
+    write_params(tmp_path, tiny_tokenizer_dir, max_train_samples={"default": "x"})
+    code, err = run_stage(tmp_path, "SST-2", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 1 and "prepare_glue.max_train_samples: 'default' must be an integer or null" in err
 
 
 @pytest.mark.parametrize("case", ["bad_label", "unknown_task"])

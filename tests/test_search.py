@@ -108,12 +108,15 @@ def test_sampling_above_the_limit_is_seeded_and_keeps_the_ends():
 
 def test_budgets_params_are_checked():
     budgets = {"small": {"small-1": {"max_gflops": 0.2}, "small-2": {"max_params": "4.5e+06"}}, "tiny": {"tiny": {"max_latency_ms": 5}}}
-    out = parse_budgets(budgets, ["small/small-1", "small/small-2", "tiny/tiny"], ["small", "tiny"])
+    students = {"small-1": "small", "small-2": "small", "tiny": "tiny"}
+    out = parse_budgets(budgets, students, ["small", "tiny"])
     assert out["small"]["small-2"].max_params == 4.5e6 and out["tiny"]["tiny"].needs_latency
-    with pytest.raises(InputError, match=r"missing \['tiny/tiny'\]"):
-        parse_budgets(budgets, ["small/small-1", "small/small-2"])
+    with pytest.raises(InputError, match="search.students must map every student"):
+        parse_budgets(budgets, {"small-1": "small", "small-2": "small"})
+    with pytest.raises(InputError, match="search.students must map every student"):
+        parse_budgets(budgets, {**students, "tiny": "small"})
     with pytest.raises(InputError, match="unique"):
-        parse_budgets({"a": {"x": {"max_gflops": 1}}, "b": {"x": {"max_gflops": 1}}}, ["a/x", "b/x"])
+        parse_budgets({"a": {"x": {"max_gflops": 1}}, "b": {"x": {"max_gflops": 1}}}, {"x": "a"})
     with pytest.raises(InputError, match=r"budgets.small.s.max_gflops: expected a positive number, got -1"):
         Budget.from_params("s", {"max_gflops": -1}, "budgets.small")
     with pytest.raises(InputError, match="unknown key"):
@@ -121,7 +124,11 @@ def test_budgets_params_are_checked():
     with pytest.raises(InputError, match="at least one"):
         Budget.from_params("s", {})
     with pytest.raises(InputError, match="no such sub-space"):
-        parse_budgets({"huge": {"h": {"max_gflops": 1}}}, ["huge/h"], ["small"])
+        parse_budgets({"huge": {"h": {"max_gflops": 1}}}, {"h": "huge"}, ["small"])
+    with pytest.raises(InputError, match="reserved"):
+        parse_budgets({"small": {"teacher": {"max_gflops": 1}}}, {"teacher": "small"})
+    with pytest.raises(InputError, match="reserved"):
+        parse_budgets({"small": {"random-s": {"max_gflops": 1}}}, {"random-s": "small"})
 
 
 def test_latency_is_measured_with_warmup_and_repeats():
@@ -180,8 +187,8 @@ def test_csv_has_every_candidate_and_the_chosen_flag(scored, tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda p: p["search"]["budgets"]["tiny"]["tiny"].update(max_gflops=1e-9),
      "budget 'tiny' of sub-space 'tiny': no candidate fits"),
-    (lambda p: p["search"].update(students=["base/base", "small/small-1", "tiny/tiny"]),
-     "search.students must list every budget"),
+    (lambda p: p["search"]["students"].pop("small-2"),
+     "search.students must map every student of search.budgets to its sub-space"),
     (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_flops": 1}), "unknown key(s) max_flops"),
 ])
 def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message, monkeypatch, capsys):
@@ -200,14 +207,13 @@ def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message,
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     edit(params)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out, metrics = tmp_path / "students", tmp_path / "metrics"
+    metrics = tmp_path / "metrics"
     monkeypatch.setattr(sys, "argv", [
         "search.py", "tiny", "--params", str(tmp_path / "params.yaml"),
-        "--subspaces", str(subspaces), "--superlm", str(tmp_path / "no-superlm"),
-        "--out", str(out), "--metrics", str(metrics)])
+        "--subspaces", str(subspaces), "--superlm", str(tmp_path / "no-superlm"), "--metrics", str(metrics)])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(str(REPO / "stages" / "search.py"), run_name="__main__")
     assert e.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
-    assert not out.exists() and not metrics.exists()
+    assert not metrics.exists()

@@ -9,6 +9,7 @@ loads directly once ``autodistil`` is imported.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -98,6 +99,7 @@ def export_student(
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is an ordinary folder
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -116,3 +118,37 @@ def superlm_hidden(superlm: SuperLM, arch: Arch, input_ids, attention_mask, toke
         return superlm(input_ids, attention_mask, token_type_ids, arch=arch, distill_layer=None).last_hidden_state
     finally:
         superlm.train(was_training)
+
+
+def read_info(folder: str | Path) -> dict:
+    """The ``autodistil.json`` of a model folder (teacher snapshot, student or random baseline)."""
+    return json.loads((Path(folder) / INFO_FILE).read_text())
+
+
+def export_random_baseline(student_dir: str | Path, out_dir: str | Path) -> Path:
+    """``random-<student>``: the student's config, tokenizer and costs, and no weights.
+
+    Fine-tuning builds it with transformers' own random initialisation (seeded by the fine-tuning seed), so
+    a baseline differs from its student only in the weights the distillation produced.
+    """
+    student_dir, out_dir = Path(student_dir), Path(out_dir)
+    student = read_info(student_dir)
+    record = {key: student[key] for key in ("arch", "convention", "model_type", "costs", "params_module",
+                                            "latency", "subspace") if key in student}
+    record.update(kind="random", student=student.get("student"),
+                  init="random: transformers' BERT initialisation, seeded by the fine-tuning seed")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for f in student_dir.iterdir():  # config, tokenizer files, remote code; not the weights
+            if f.is_file() and f.name != INFO_FILE and not f.name.endswith((".safetensors", ".bin")):
+                shutil.copy2(f, tmp / f.name)
+        (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        os.chmod(tmp, 0o755)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,10 +1,11 @@
 """Fine-tune a student (or any BERT-like encoder) on one prepared GLUE task and score its dev split(s).
 
 The authors' protocol, made configurable: a classifier on the pooled [CLS]
-(``AutoModelForSequenceClassification``, head freshly initialised), AdamW, linear decay after
-``warmup_steps``, evaluation on every dev split after each epoch; the result keeps every epoch and the best
-one by the task's main metric (on the first dev split). Used briefly by the search's task-proxy re-rank and
-in full by the GLUE fine-tuning stage.
+(``AutoModelForSequenceClassification``, head freshly initialised; one output and MSE for STS-B), AdamW
+without decay on biases and LayerNorm, linear warm-up then linear decay, evaluation on every dev split after
+each epoch (MNLI: matched and mismatched). The result keeps every epoch, the best one by the task's main
+metric on the first dev split, and the last one: which of the two a report quotes is the caller's choice.
+Used briefly by the search's task-proxy re-rank and in full by the finetune@<model>-<task> stage.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 
 from .io import InputError
 
+REPORTED_EPOCHS = ("best", "last")
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -29,7 +32,8 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop after this many optimiser steps in total (None: whole epochs)
     seed: int = 42
     weight_decay: float = 0.0
-    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # share of the total steps spent warming up linearly from 0
+    group_by_length: bool = False  # batches of similar lengths (see length_grouped_batches)
     eval_batch_size: int = 64
     device: str = "cpu"
 
@@ -39,27 +43,58 @@ class FinetuneConfig:
         unknown = sorted(set(p) - set(known))
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        floats = ("lr", "weight_decay", "warmup_ratio")
         out = {}
         for k, v in p.items():
             if v is None and k == "max_steps":
                 out[k] = None
                 continue
             try:
-                if k in ("lr", "weight_decay"):
+                if k in floats:
+                    if isinstance(v, bool):
+                        raise ValueError
                     out[k] = float(v)  # dvc -S writes 5e-05, which YAML 1.1 reads as a string
                 elif k == "device":
                     out[k] = str(v)
+                elif k == "group_by_length":
+                    if not isinstance(v, bool):
+                        raise ValueError
+                    out[k] = v
                 else:
                     if isinstance(v, bool) or int(v) != v:
                         raise ValueError
                     out[k] = int(v)
             except (TypeError, ValueError):
-                raise InputError(f"{where}.{k}: expected a {'number' if k in ('lr', 'weight_decay') else 'integer'}, "
-                                 f"got {v!r}") from None
+                expected = ("a number" if k in floats else "true or false" if k == "group_by_length"
+                            else "an integer")
+                raise InputError(f"{where}.{k}: expected {expected}, got {v!r}") from None
         cfg = cls(**out)
-        if cfg.lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or (cfg.max_steps is not None and cfg.max_steps < 1):
-            raise InputError(f"{where}: lr, epochs, batch_size (and max_steps if set) must be positive")
+        if cfg.lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_batch_size < 1 or (
+                cfg.max_steps is not None and cfg.max_steps < 1):
+            raise InputError(f"{where}: lr, epochs, batch_size, eval_batch_size (and max_steps if set) must be positive")
+        if cfg.weight_decay < 0 or not 0 <= cfg.warmup_ratio < 1:
+            raise InputError(f"{where}: weight_decay must be >= 0 and warmup_ratio in [0, 1)")
         return cfg
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator, window: int = 50) -> list:
+    """Shuffled batches of similar lengths (transformers' ``group_by_length`` idea).
+
+    A random permutation is cut into windows of ``window`` batches; each window is sorted by length and cut
+    into batches; the batches are shuffled. Every example is seen once per epoch, padding shrinks.
+    """
+    order = rng.permutation(len(lengths))
+    batches = []
+    for i in range(0, len(order), window * batch_size):
+        chunk = sorted(order[i:i + window * batch_size], key=lambda j: -lengths[j])
+        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
 
 
 def _collate(rows, pad_id: int, regression: bool) -> dict[str, torch.Tensor]:
@@ -76,13 +111,20 @@ def _collate(rows, pad_id: int, regression: bool) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
 
 
-def _load_classifier(model, num_labels: int, regression: bool):
-    """A sequence classifier from a model folder or from an in-memory encoder (saved to a temporary folder)."""
-    from transformers import AutoModelForSequenceClassification
+def load_classifier(model, num_labels: int, regression: bool, random_init: bool = False):
+    """A sequence classifier (pooled [CLS] -> dropout -> linear) from a model folder or an in-memory encoder.
+
+    ``random_init``: the folder's architecture with transformers' own random initialisation (seeded by the
+    caller), the baseline that shows what the pretrained / distilled weights are worth.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     kwargs = {"num_labels": num_labels, "problem_type": "regression" if regression else "single_label_classification"}
+    if random_init:
+        config = AutoConfig.from_pretrained(str(model), trust_remote_code=True, **kwargs)
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=True)
     if isinstance(model, (str, Path)):
-        return AutoModelForSequenceClassification.from_pretrained(str(model), **kwargs)
+        return AutoModelForSequenceClassification.from_pretrained(str(model), trust_remote_code=True, **kwargs)
     with tempfile.TemporaryDirectory() as d:
         model.save_pretrained(d)
         return AutoModelForSequenceClassification.from_pretrained(d, **kwargs)
@@ -95,8 +137,10 @@ def evaluate(clf, dataset, spec, batch_size: int = 64, device="cpu") -> dict[str
     clf.eval()
     pad = clf.config.pad_token_id or 0
     preds, gold = [], []
-    for i in range(0, len(dataset), batch_size):
-        rows = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
+    # longest first: batches of similar lengths pad less; the metrics do not depend on the order
+    order = sorted(range(len(dataset)), key=lambda j: -len(dataset[j]["input_ids"]))
+    for i in range(0, len(order), batch_size):
+        rows = [dataset[j] for j in order[i:i + batch_size]]
         batch = _collate(rows, pad, spec.is_regression)
         labels = batch.pop("labels")
         logits = clf(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
@@ -105,20 +149,28 @@ def evaluate(clf, dataset, spec, batch_size: int = 64, device="cpu") -> dict[str
     return compute_metrics(spec, torch.cat(preds).numpy(), torch.cat(gold).numpy())
 
 
-def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None) -> dict:
+def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, random_init: bool = False,
+             keep: str | None = None, progress: bool = False, desc: str = "fine-tune") -> dict:
     """Fine-tune ``model`` (a model folder or an encoder such as a built student) on ``task_dir``.
 
-    Returns ``{"task", "main_metric", "score" (best epoch, first dev split), "best_epoch", "epochs":
-    [{"epoch", "step", <split>: {metrics}}], "steps", "seconds"}``. ``log(record, step)`` gets the loss.
+    Returns ``{"task", "main_metric", "main_split" (the first dev split), "dev_splits", "score" (best epoch), "best_epoch", "best", "last",
+    "epochs": [{"epoch", "step", "train_loss", <split>: {metrics}}], "steps", "train_examples", "seconds"}``
+    where ``best`` / ``last`` are entries of ``epochs``. ``log(metrics, step)`` receives the training loss
+    and, after each epoch, the dev metrics. ``keep="best"|"last"`` adds ``"model"``: the classifier with
+    that epoch's weights.
     """
+    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from .glue import load_glue
 
+    if keep not in (None, *REPORTED_EPOCHS):
+        raise ValueError(f"keep must be one of {REPORTED_EPOCHS} or None, got {keep!r}")
     t0 = time.perf_counter()
     ds, spec, _ = load_glue(task_dir)
-    torch.manual_seed(cfg.seed)
-    clf = _load_classifier(model, spec.num_labels, spec.is_regression).to(cfg.device)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # the classifier head (and, for random_init, every weight)
+    clf = load_classifier(model, spec.num_labels, spec.is_regression, random_init).to(device)
     train = ds["train"]
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -131,33 +183,56 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None) 
         {"params": [p for n, p in clf.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
-    sched = get_linear_schedule_with_warmup(opt, cfg.warmup_steps, total)
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     pad = clf.config.pad_token_id or 0
     rng = np.random.default_rng(cfg.seed)
-    step, history = 0, []
+    main, first = spec.main_metric, spec.dev_splits[0]
+    step, history, best, best_state = 0, [], None, None
+    bar = tqdm(total=total, desc=desc, disable=not progress, unit="step")
+    lengths = [len(ids) for ids in train["input_ids"]]
     for epoch in range(cfg.epochs):
         clf.train()
-        order = rng.permutation(len(train))
-        for i in range(0, len(order), cfg.batch_size):
+        if cfg.group_by_length:
+            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+        else:
+            order = rng.permutation(len(train))
+            batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        losses = []
+        for rows in batches:
             if step >= total:
                 break
-            batch = _collate([train[int(j)] for j in order[i:i + cfg.batch_size]], pad, spec.is_regression)
-            loss = clf(**{k: v.to(cfg.device) for k, v in batch.items()}).loss
+            batch = _collate([train[int(j)] for j in rows], pad, spec.is_regression)
+            loss = clf(**{k: v.to(device) for k, v in batch.items()}).loss
             loss.backward()
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=epoch + 1)
             if log is not None:
-                log({"finetune_loss": loss.item()}, step)
-        record = {"epoch": epoch + 1, "step": step}
+                log({"train_loss": losses[-1], "lr": sched.get_last_lr()[0]}, step)
+        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None}
         for split in spec.dev_splits:
-            record[split] = evaluate(clf, ds[split], spec, cfg.eval_batch_size, cfg.device)
+            record[split] = evaluate(clf, ds[split], spec, cfg.eval_batch_size, device)
         history.append(record)
+        if log is not None:
+            log({f"{split}.{k}": v for split in spec.dev_splits for k, v in record[split].items()}
+                | {"epoch": epoch + 1}, step)
+        if best is None or record[first][main] > best[first][main]:
+            best = record
+            if keep == "best":
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in clf.state_dict().items()}
         if step >= total:
             break
-    main = spec.main_metric
-    best = max(history, key=lambda r: r[spec.dev_splits[0]][main])
-    return {"task": spec.name, "main_metric": main, "score": best[spec.dev_splits[0]][main],
-            "best_epoch": best["epoch"], "epochs": history, "steps": step,
-            "seconds": time.perf_counter() - t0}
+    bar.close()
+    result = {"task": spec.name, "main_metric": main, "main_split": first, "dev_splits": list(spec.dev_splits),
+              "score": best[first][main], "best_epoch": best["epoch"],
+              "best": best, "last": history[-1], "epochs": history, "steps": step, "train_examples": len(train),
+              "seconds": time.perf_counter() - t0}
+    if keep is not None:
+        if keep == "best":
+            clf.load_state_dict(best_state)
+        result["model"] = clf.cpu().eval()
+    return result

@@ -97,13 +97,17 @@ class Budget:
         return ", ".join(f"{k} {v:g}" for k, v in self.to_dict().items())
 
 
+RESERVED_NAMES = ("teacher", "superlm")  # models/<name>/ also holds these; random-<student> marks baselines
+
+
 def parse_budgets(budgets, students, subspaces: Iterable[str] | None = None,
                   where: str = "params.yaml: search") -> dict[str, dict[str, Budget]]:
     """``search.budgets`` ``{subspace: {student: {limits}}}`` checked against ``search.students``.
 
-    ``students`` is the flat list ``<subspace>/<student>`` that later stages iterate over (DVC ``matrix``);
-    it must list exactly the budgets, student names must be unique across sub-spaces and file-name safe,
-    and (given ``subspaces``) every budget's sub-space must exist.
+    ``students`` is the flat mapping ``{student: subspace}`` that later stages iterate over (DVC ``foreach``,
+    which cannot walk the nested budgets); it must list exactly the budgets. Student names must be unique
+    across sub-spaces, file-name safe, and not clash with the other folders of ``models/`` (``teacher``,
+    ``superlm``, the ``random-<student>`` baselines); given ``subspaces``, every budget's sub-space must exist.
     """
     if not isinstance(budgets, Mapping) or not budgets:
         raise InputError(f"{where}.budgets: expected a mapping {{subspace: {{student: {{max_gflops: ...}}}}}}")
@@ -121,21 +125,18 @@ def parse_budgets(budgets, students, subspaces: Iterable[str] | None = None,
             name = str(name)
             if not name or "/" in name or name.startswith(".") or "@" in name or name != name.strip():
                 raise InputError(f"{where}.budgets.{sub}: student name {name!r} must be a plain file name")
+            if name in RESERVED_NAMES or name.startswith("random-"):
+                raise InputError(f"{where}.budgets.{sub}: student name {name!r} is reserved "
+                                 f"({', '.join(RESERVED_NAMES)} and random-* name other models)")
             if name in seen:
                 raise InputError(f"{where}.budgets: student name {name!r} is used by sub-spaces "
                                  f"{seen[name]!r} and {sub!r}; names must be unique")
             seen[name] = sub
             out[sub][name] = Budget.from_params(name, d, f"{where}.budgets.{sub}")
-    expected = [f"{s}/{n}" for s, g in out.items() for n in g]
-    if not isinstance(students, (list, tuple)):
-        raise InputError(f"{where}.students: expected the list {expected}, got {students!r}")
-    listed = [str(s) for s in students]
-    missing = [s for s in expected if s not in listed]
-    extra = [s for s in listed if s not in expected]
-    if missing or extra or len(listed) != len(set(listed)):
-        parts = ([f"missing {missing}"] if missing else []) + ([f"not in search.budgets {extra}"] if extra else [])
-        raise InputError(f"{where}.students must list every budget as <subspace>/<student>: "
-                         f"{'; '.join(parts) or 'duplicates'} (expected {expected})")
+    if not isinstance(students, Mapping) or {str(k): str(v) for k, v in students.items()} != seen:
+        listed = dict(students) if isinstance(students, Mapping) else students
+        raise InputError(f"{where}.students must map every student of search.budgets to its sub-space: "
+                         f"expected {seen}, got {listed!r}")
     return out
 
 

@@ -1,0 +1,145 @@
+"""Stage finetune@<model>-<task>: fine-tune one model on one GLUE task, over the protocol's seeds.
+
+    python stages/finetune.py <model> <task>
+
+<model> is ``teacher`` (models/teacher/), a student (models/<student>/) or ``random-<student>`` (its
+architecture, randomly initialised). Reads params.yaml (finetune.*, mlflow.experiment), the model folder and
+data/glue/<task>/. Writes
+
+- metrics/glue/<model>/<task>.json   the reported score (best or last epoch, per finetune.report) as mean and
+                                     std over finetune.seeds, every metric of every dev split, each seed's
+                                     epochs, the model's kind, arch, costs and latency;
+- finetuned/<model>/<task>/          the fine-tuned classifier of the first seed when finetune.keep_weights,
+                                     else only a note (DVC needs the declared output to exist);
+- one MLflow run tagged with the model, task, kind and the student's SuperLM / search runs, with the
+  training loss per step and the dev metrics per epoch of every seed.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from autodistil.io import InputError, atomic_path, load_params, param, run_main
+
+PROTOCOL_KEYS = ("lr", "batch_size", "epochs", "max_steps", "warmup_ratio", "weight_decay", "group_by_length",
+                 "eval_batch_size", "device")
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean and sample standard deviation (0 for one seed)."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("task")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--models", default="models")
+    ap.add_argument("--glue", default="data/glue")
+    ap.add_argument("--metrics", default="metrics/glue")
+    ap.add_argument("--out", default="finetuned")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args()
+
+    # ---- params and inputs, all checked before anything heavy runs or anything is written
+    params = load_params(args.params)
+    src = args.params
+    p = param(params, "finetune", source=src)
+    if not isinstance(p, dict):
+        raise InputError(f"{src}: finetune must be a mapping")
+    models = param(p, "models", source=f"{src}: finetune")
+    if not isinstance(models, list) or args.model not in models:
+        raise InputError(f"{src}: finetune.models does not list {args.model!r} (lists {models!r})")
+    from autodistil.finetune import REPORTED_EPOCHS, FinetuneConfig
+
+    cfg = FinetuneConfig.from_params({k: p[k] for k in PROTOCOL_KEYS if k in p}, f"{src}: finetune")
+    seeds = p.get("seeds", [42])
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
+        raise InputError(f"{src}: finetune.seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    report = p.get("report", "best")
+    if report not in REPORTED_EPOCHS:
+        raise InputError(f"{src}: finetune.report must be one of {REPORTED_EPOCHS}, got {report!r}")
+    keep_weights = p.get("keep_weights", False)
+    if not isinstance(keep_weights, bool):
+        raise InputError(f"{src}: finetune.keep_weights must be true or false, got {keep_weights!r}")
+    experiment = param(params, "mlflow.experiment", default="autodistil")
+
+    model_dir = Path(args.models) / args.model
+    if not (model_dir / "autodistil.json").is_file():
+        stage = ("teacher" if args.model == "teacher"
+                 else f"export@{args.model.removeprefix('random-')}")
+        raise InputError(f"{model_dir}: not a model folder of this pipeline (run `dvc repro {stage}`)")
+    task_dir = Path(args.glue) / args.task
+    if not (task_dir / "task.json").is_file():
+        raise InputError(f"{task_dir}: not a prepared GLUE task (run `dvc repro prepare_glue@{args.task}`)")
+
+    # ---- fine-tuning
+    import dataclasses
+
+    import mlflow
+
+    from autodistil.export import read_info
+    from autodistil.finetune import finetune
+    from autodistil.tracking import log_metrics, stage_run, write_metrics
+
+    info = read_info(model_dir)
+    kind = info.get("kind", "student")
+    links = info.get("mlflow", {})
+    tags = {"model": args.model, "task": args.task, "kind": kind, "arch": info.get("arch_name", ""),
+            **({"student": info["student"]} if info.get("student") else {}),
+            **({"subspace": info["subspace"]} if info.get("subspace") else {}),
+            **{k: v for k, v in links.items() if v}}
+    logged = {"finetune": {**dataclasses.asdict(cfg), "seeds": seeds, "report": report,
+                           "keep_weights": keep_weights}, "model": args.model, "task": args.task}
+    t0 = time.perf_counter()
+    per_seed, kept = [], None
+    with stage_run(f"finetune@{args.model}-{args.task}", logged, experiment, tags=tags) as run:
+        for i, seed in enumerate(seeds):
+            res = finetune(model_dir, task_dir, dataclasses.replace(cfg, seed=seed),
+                           log=lambda m, step, seed=seed: mlflow.log_metrics(
+                               {f"seed{seed}.{k}": v for k, v in m.items()}, step=step),
+                           random_init=kind == "random", keep=report if keep_weights and i == 0 else None,
+                           progress=not args.no_progress, desc=f"{args.model} {args.task} seed {seed}")
+            kept = res.pop("model", kept)
+            chosen = res[report]
+            per_seed.append({"seed": seed, "epoch": chosen["epoch"], "score": chosen[res["main_split"]][res["main_metric"]],
+                             "best_epoch": res["best_epoch"], "epochs": res["epochs"], "steps": res["steps"],
+                             "seconds": round(res["seconds"], 2)})
+        main, splits = res["main_metric"], res["dev_splits"]
+        reported = [next(e for e in s["epochs"] if e["epoch"] == s["epoch"]) for s in per_seed]
+        dev = {split: {m: summarise([r[split][m] for r in reported]) for m in reported[0][split]} for split in splits}
+        score = summarise([s["score"] for s in per_seed])
+        metrics = {
+            "model": args.model, "kind": kind, "task": args.task, "main_metric": main,
+            "main_split": splits[0], "report": report, "seeds": seeds,
+            "score": score["mean"], "score_std": score["std"], "dev": dev,
+            "arch": info.get("arch"), "costs": info.get("costs"),
+            "latency_ms": info.get("latency", {}).get("latency_ms"), "params_module": info.get("params_module"),
+            **({"student": info["student"]} if kind == "random" else {}),
+            "protocol": {**dataclasses.asdict(cfg), "seeds": seeds, "report": report,
+                         "train_examples": res["train_examples"]},
+            "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 2), "links": links,
+        }
+        log_metrics({"score": score["mean"], "score_std": score["std"], "seconds": metrics["seconds"]})
+        log_metrics(dev)
+        with atomic_path(Path(args.out) / args.model / args.task, is_dir=True) as tmp:
+            if kept is not None:
+                kept.save_pretrained(tmp)
+                from transformers import AutoTokenizer
+
+                AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
+            else:
+                (tmp / "README.md").write_text(
+                    f"Weights of finetune@{args.model}-{args.task} are not kept (finetune.keep_weights: false); "
+                    f"the scores are in {args.metrics}/{args.model}/{args.task}.json.\n")
+        write_metrics(Path(args.metrics) / args.model / f"{args.task}.json", metrics, run)
+    print(json.dumps({"model": args.model, "task": args.task, main: round(score["mean"], 4),
+                      "std": round(score["std"], 4), "report": report, "seconds": metrics["seconds"]}))
+
+
+if __name__ == "__main__":
+    run_main(main)
