@@ -22,6 +22,7 @@ MICRO = {
     "superlm": {"batch_size": 4, "max_tokens": 1024, "checkpoint_every": 1, "log_every": 1, "eval_blocks": 8,
                 "eval_batch_size": 8},
     "search": {"eval_blocks": 8, "max_candidates": 4, "latency": {"warmup": 0, "repeats": 1}},
+    "finetune": {"models": ["teacher", "tiny", "random-tiny"], "epochs": 2, "max_steps": 3, "batch_size": 8},
 }
 
 
@@ -63,9 +64,21 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
         assert (repo / "models" / "superlm" / name / "superlm.pt").is_file()
         assert not (repo / "checkpoints" / "superlm" / name / "last.pt").exists()  # removed once finished
     students = yaml.safe_load((repo / "params.yaml").read_text())["search"]["students"]
-    for student in students:  # exported stock BERT folders, one per budget
-        info = json.loads((repo / "models" / "students" / student / "autodistil.json").read_text())
-        assert info["model_type"] == "bert" and (repo / "models" / "students" / student / "config.json").is_file()
+    for student in students:  # exported stock BERT folders, one per budget, and their random-init baselines
+        info = json.loads((repo / "models" / student / "autodistil.json").read_text())
+        assert info["model_type"] == "bert" and (repo / "models" / student / "model.safetensors").is_file()
+        assert info["kind"] == "student" and info["mlflow"]["superlm_run_id"]
+        random = repo / "models" / f"random-{student}"
+        assert json.loads((random / "autodistil.json").read_text())["kind"] == "random"
+        assert (random / "config.json").is_file() and not (random / "model.safetensors").exists()
+    for model in MICRO["finetune"]["models"]:
+        result = json.loads((repo / "metrics" / "glue" / model / "MRPC.json").read_text())
+        assert result["main_metric"] == "accuracy" and 0 <= result["score"] <= 1
+        assert [e["epoch"] for e in result["per_seed"][0]["epochs"]] == [1]  # max_steps 3 ends inside epoch 1
+        assert not any((repo / "finetuned" / model / "MRPC").glob("*.safetensors"))  # keep_weights: false
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert set(summary["models"]) == set(MICRO["finetune"]["models"]) and "tiny" in summary["gain_over_random"]
+    assert "| teacher | teacher |" in (repo / "reports" / "summary.md").read_text()
     corpus = json.loads((repo / "metrics" / "corpus.json").read_text())
     assert corpus["train"]["blocks"] == 8192 // 128
 
@@ -73,10 +86,19 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
     again = _run(["dvc", "repro"], repo)
     assert "Running stage" not in again
 
+    # a fine-tuning param invalidates fine-tuning and the report, nothing upstream
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["finetune"]["lr"] = 3e-4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = {line.rstrip(":").strip() for line in _run(["dvc", "status"], repo).splitlines()
+               if line.endswith(":") and not line.startswith(("\t", " "))}
+    assert changed == {f"finetune@{m}-MRPC" for m in MICRO["finetune"]["models"]} | {"report"}, changed
+
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{repo}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("autodistil").experiment_id])
     stages = {r.data.tags["stage"] for r in runs}
     assert {"prepare_corpus", "prepare_glue@MRPC", "partition", *(f"superlm@{n}" for n in names),
-            *(f"search@{n}" for n in names)} <= stages
+            *(f"search@{n}" for n in names), "teacher", *(f"export@{s}" for s in students),
+            *(f"finetune@{m}-MRPC" for m in MICRO["finetune"]["models"]), "report"} <= stages
