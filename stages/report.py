@@ -99,7 +99,7 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
     seeds = p["seeds"]
     lines += [
         "", "## Protocol", "",
-        f"- Scores are GLUE dev scores x100: {', '.join(f'{t} {any_model['scores'][t]['metric']}' for t in tasks)}"
+        "- Scores are GLUE dev scores x100: " + ", ".join(f"{t} {any_model['scores'][t]['metric']}" for t in tasks) +
         " (scikit-learn / scipy); the average is the plain mean over these tasks.",
         f"- Reported epoch: the **{p['report']}** dev epoch of each seed ("
         + ("the paper reports the best epoch of one seed" if p["report"] == "best" else "no selection on dev")
