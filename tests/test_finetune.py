@@ -103,7 +103,7 @@ def test_max_steps_and_seed_make_runs_repeatable(task_dir, model_dir):
 
 
 def test_random_init_keeps_the_architecture_and_drops_the_weights(model_dir):
-    torch.manual_seed(0)
+    torch.manual_seed(123)  # the folder's weights came from seed 0 (tiny_teacher)
     random = load_classifier(model_dir, 2, False, random_init=True)
     trained = load_classifier(model_dir, 2, False)
     assert random.config.hidden_size == trained.config.hidden_size

@@ -187,7 +187,7 @@ def test_csv_has_every_candidate_and_the_chosen_flag(scored, tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda p: p["search"]["budgets"]["tiny"]["tiny"].update(max_gflops=1e-9),
      "budget 'tiny' of sub-space 'tiny': no candidate fits"),
-    (lambda p: p["search"]["students"].pop("small-2"),
+    (lambda p: p["search"]["students"].pop("small"),
      "search.students must map every student of search.budgets to its sub-space"),
     (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_flops": 1}), "unknown key(s) max_flops"),
 ])
