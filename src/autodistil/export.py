@@ -9,15 +9,14 @@ loads directly once ``autodistil`` is imported.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import BertConfig, BertModel
 
 from .cost import Vocab, costs, count_params
+from .io import atomic_path
 from .modeling_autodistil_bert import AutoDistilBertConfig, AutoDistilBertModel
 from .space import Arch
 from .superlm import SuperLM
@@ -86,9 +85,7 @@ def export_student(
         AutoDistilBertConfig.register_for_auto_class()
         AutoDistilBertModel.register_for_auto_class("AutoModel")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp)
         if arch.convention != "stock":  # save_pretrained maps only the saved class; fine-tuning needs the classifier
             config_file = tmp / "config.json"
@@ -99,13 +96,6 @@ def export_student(
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is an ordinary folder
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -137,18 +127,9 @@ def export_random_baseline(student_dir: str | Path, out_dir: str | Path) -> Path
                                             "latency", "subspace") if key in student}
     record.update(kind="random", student=student.get("student"),
                   init="random: transformers' BERT initialisation, seeded by the fine-tuning seed")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_path(out_dir, is_dir=True) as tmp:
         for f in student_dir.iterdir():  # config, tokenizer files, remote code; not the weights
             if f.is_file() and f.name != INFO_FILE and not f.name.endswith((".safetensors", ".bin")):
                 shutil.copy2(f, tmp / f.name)
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
