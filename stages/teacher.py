@@ -12,7 +12,6 @@ the same footing.
 import argparse
 import json
 import time
-from pathlib import Path
 
 from autodistil.io import InputError, atomic_path, int_param, load_params, param, run_main
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,8 @@ from autodistil.corpus import (
     save_blocks,
 )
 from autodistil.io import InputError
+from stage_runner import run_stage_script
 
-from conftest import REPO
 
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "is", "good", "bad", "movie", "not", "and"]
 
@@ -190,17 +188,7 @@ def test_bad_budgets(tiny_tokenizer):
 
 # ------------------------------------------------------------------------------- the stage, end to end
 def run_stage(cwd: Path, monkeypatch, capsys) -> tuple[int, str]:
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("DVC_EXP_NAME", "corpus-exp")
-    monkeypatch.setattr(sys, "argv", ["prepare_corpus.py"])
-    capsys.readouterr()
-    try:
-        runpy.run_path(str(REPO / "stages" / "prepare_corpus.py"), run_name="__main__")
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
+    return run_stage_script("prepare_corpus.py", [], cwd, monkeypatch, capsys, exp_name="corpus-exp")
 
 def write_params(cwd: Path, tokenizer_dir: Path, **overrides) -> None:
     import yaml

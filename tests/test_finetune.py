@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +13,9 @@ import yaml
 from autodistil.finetune import FinetuneConfig, evaluate, finetune, length_grouped_batches, load_classifier
 from autodistil.glue import TASKS, Example, load_glue, prepare_task
 from autodistil.io import InputError
+from stage_runner import run_stage_script
 from tiny import tiny_teacher
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_sst2(n: int, seed: int) -> list[Example]:
@@ -113,16 +111,7 @@ def test_random_init_keeps_the_architecture_and_drops_the_weights(model_dir):
 
 
 def run_stage(script: str, args: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str]:
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [script, *args])
-    capsys.readouterr()
-    try:
-        runpy.run_path(str(REPO / "stages" / script), run_name="__main__")
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
+    return run_stage_script(script, args, cwd, monkeypatch, capsys)
 
 def stage_tree(tmp_path: Path, task_dir: Path, model_dir: Path, **finetune_params) -> Path:
     import shutil

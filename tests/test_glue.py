@@ -4,8 +4,6 @@ the on-disk format, metrics, and every kind of bad input."""
 from __future__ import annotations
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,8 @@ import pytest
 from autodistil import glue
 from autodistil.glue import TASKS, get_task, load_glue, load_hub_splits, load_tsv_splits, prepare_task, read_tsv
 from autodistil.io import InputError
+from stage_runner import run_stage_script
 
-from conftest import REPO
 
 BOM = "\ufeff"
 MNLI_TRAIN_HEADER = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse "
@@ -366,19 +364,7 @@ def test_compute_metrics():
 
 # ------------------------------------------------------------------------------- the stage, end to end
 def run_stage(cwd: Path, *args: str, monkeypatch, capsys) -> tuple[int, str]:
-    """Run stages/prepare_glue.py as ``__main__`` in this process (same code path as the CLI, without paying
-    for a fresh interpreter's imports); returns (exit code, stderr)."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("DVC_EXP_NAME", "test-exp")
-    monkeypatch.setattr(sys, "argv", ["prepare_glue.py", *args])
-    capsys.readouterr()
-    try:
-        runpy.run_path(str(REPO / "stages" / "prepare_glue.py"), run_name="__main__")
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
+    return run_stage_script("prepare_glue.py", args, cwd, monkeypatch, capsys, exp_name="test-exp")
 
 def write_params(cwd: Path, tokenizer_dir: Path, **glue_params):
     import yaml
