@@ -102,7 +102,8 @@ def main() -> None:
             auto = get("auto", {}) or {}
             if not isinstance(auto, dict):
                 raise InputError(f"{src}: partition.auto must be a mapping, got {auto!r}")
-            unknown = sorted(set(auto) - {"measure", "bands", "values", "floors", "min_candidates", "tolerance"})
+            unknown = sorted(set(auto) - {"measure", "bands", "values", "floors", "min_candidates", "tolerance",
+                                          "prefer"})
             if unknown:
                 raise InputError(f"{src}: unknown keys under partition.auto: {unknown}")
             for key in ("values", "floors"):
@@ -120,7 +121,10 @@ def main() -> None:
                 except (TypeError, ValueError):
                     raise InputError(f"{src}: partition.auto.bands must be null or a list of [low, high] fractions, "
                                      f"got {auto.get('bands')!r}") from None
-            measure = auto.get("measure", "nonembed_params")
+            measure = auto.get("measure", "gflops_exact")
+            prefer = auto.get("prefer", "width")
+            if prefer not in part.PREFER:
+                raise InputError(f"{src}: partition.auto.prefer must be one of {list(part.PREFER)}, got {prefer!r}")
             if measure not in part.MEASURES:
                 raise InputError(f"{src}: partition.auto.measure must be one of {list(part.MEASURES)}, got {measure!r}")
             settings.update({
@@ -129,12 +133,13 @@ def main() -> None:
                 "values": {**part.DEFAULT_VALUES, **(auto.get("values") or {})},
                 "floors": {**part.DEFAULT_FLOORS, **(auto.get("floors") or {})},
                 "min_candidates": auto.get("min_candidates", 8),
+                "prefer": prefer,
             })
             subs = part.auto_partition(
                 teacher, k, names=part.default_names(k) if len(names) != k else names,
                 bands=bands, measure=measure, values=auto.get("values"), convention=convention,
                 floors=auto.get("floors"), min_candidates=int(auto.get("min_candidates", 8)),
-                tolerance=float(auto.get("tolerance", 0.15)), vocab=vocab, seq_len=seq_len)
+                tolerance=float(auto.get("tolerance", 0.15)), vocab=vocab, seq_len=seq_len, prefer=prefer)
         else:
             raise InputError(f"{src}: partition.mode must be 'auto' or 'explicit', got {mode!r}")
         produced = [s.name for s in subs]
@@ -167,6 +172,10 @@ def main() -> None:
                 "params_frac_max": d["params_frac"][1],
                 "nonembed_params_frac_min": d["nonembed_params_frac"][0],
                 "nonembed_params_frac_max": d["nonembed_params_frac"][1],
+                "gflops_exact_min": d["gflops_exact"][0],
+                "gflops_exact_max": d["gflops_exact"][1],
+                "gflops_exact_frac_min": d["gflops_exact_frac"][0],
+                "gflops_exact_frac_max": d["gflops_exact_frac"][1],
             }
             for name, d in doc["subspaces"].items()
         },
@@ -185,7 +194,8 @@ def main() -> None:
         print(f"partition: {name}: L{d['layers']} A{d['heads']} H{d['hidden']} R{d['mlp_ratio']}: "
               f"{d['candidates']} candidates ({d['skipped']} skipped), "
               f"{d['params_paper'][0] / 1e6:.2f}-{d['params_paper'][1] / 1e6:.2f} M params, "
-              f"{d['gflops_paper'][0]:.3f}-{d['gflops_paper'][1]:.3f} GFLOPs (paper convention)")
+              f"{d['gflops_exact'][0]:.3f}-{d['gflops_exact'][1]:.3f} GFLOPs "
+              f"({100 * d['gflops_exact_frac'][0]:.1f}-{100 * d['gflops_exact_frac'][1]:.1f} % of the teacher's)")
     print(f"partition: {mode}, {convention}, K={len(subs)}, teacher {source}, {seconds} s")
 
 

@@ -22,6 +22,7 @@ import statistics
 from pathlib import Path
 
 from autodistil.io import InputError, atomic_write_text, load_params, param, run_main
+from autodistil.report import student_retention
 
 METRIC_LABELS = {"accuracy": "acc", "f1": "F1", "matthews_correlation": "MCC", "pearson": "Pearson",
                  "spearmanr": "Spearman"}
@@ -56,13 +57,17 @@ def summarise(results: dict[str, dict[str, dict]], tasks: list[str]) -> dict:
             "scores": scores,
             "glue_avg": statistics.fmean(s["score"] for s in scores.values()),
         }
-    gains = {}
+    gains, retention = {}, {}
+    teacher = next((m for m in models.values() if m["kind"] == "teacher"), None)
     for model, m in models.items():
         baseline = f"random-{model}"
         if m["kind"] == "student" and baseline in models:
-            gains[model] = {t: m["scores"][t]["score"] - models[baseline]["scores"][t]["score"] for t in tasks}
-            gains[model]["glue_avg"] = m["glue_avg"] - models[baseline]["glue_avg"]
-    return {"models": models, "gain_over_random": gains,
+            twin = models[baseline]
+            gains[model] = {t: m["scores"][t]["score"] - twin["scores"][t]["score"] for t in tasks}
+            gains[model]["glue_avg"] = m["glue_avg"] - twin["glue_avg"]
+            if teacher is not None:
+                retention[model] = student_retention(m, twin, teacher, tasks)
+    return {"models": models, "gain_over_random": gains, "retention": retention,
             "every_student_beats_random": bool(gains) and all(v > 0 for g in gains.values() for v in g.values())}
 
 
@@ -78,6 +83,7 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
     lines = ["# GLUE dev results", "",
              "| model | kind | arch | params (M) | GFLOPs | latency (ms) | " + " | ".join(heads) + " | avg |",
              "|---|---|---|---|---|---|" + "---|" * len(tasks) + "---|"]
+    teacher_gflops = next((m["gflops_exact"] for m in models.values() if m["kind"] == "teacher"), None)
     for name, m in models.items():
         arch = m.get("arch") or {}
         arch_s = f"L{arch.get('layers')} A{arch.get('heads')} H{arch.get('hidden')} F{arch.get('ffn')}" if arch else "-"
@@ -85,8 +91,11 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
         for t in tasks:
             s = m["scores"][t]
             cells.append(fmt(s["score"]) + (f" ± {s['std']:.1f}" if s["seeds"] > 1 else ""))
-        params = None if m["params_paper"] is None else m["params_paper"] / 1e6
-        lines.append(f"| {name} | {m['kind']} | {arch_s} | {fmt(params, 2)} | {fmt(m['gflops_paper'], 3)} | "
+        params = None if m["params_exact"] is None else m["params_exact"] / 1e6
+        gflops = fmt(m["gflops_exact"], 3)
+        if teacher_gflops and m["gflops_exact"] is not None and m["kind"] != "teacher":
+            gflops += f" ({100 * m['gflops_exact'] / teacher_gflops:.0f} %)"
+        lines.append(f"| {name} | {m['kind']} | {arch_s} | {fmt(params, 2)} | {gflops} | "
                      f"{fmt(m['latency_ms'], 1)} | " + " | ".join(cells) + f" | {fmt(m['glue_avg'])} |")
     if summary["gain_over_random"]:
         lines += ["", "## Distillation vs random initialisation (points, student minus random-<student>)", "",
@@ -95,6 +104,13 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{g[t]:+.1f}" for t in tasks) + f" | {g['glue_avg']:+.1f} |")
         verdict = "yes" if summary["every_student_beats_random"] else "no"
         lines += ["", f"Every student above its random-init baseline on every task: **{verdict}**."]
+    if summary.get("retention"):
+        lines += ["", "## Retention: (student - random twin) / (teacher - random twin)", "",
+                  "| student | GFLOPs / teacher | " + " | ".join(tasks) + " | avg |", "|---|---|" + "---|" * (len(tasks) + 1)]
+        for name, r in summary["retention"].items():
+            frac = "-" if r["gflops_exact_frac"] is None else f"{100 * r['gflops_exact_frac']:.1f} %"
+            lines.append(f"| {name} | {frac} | " + " | ".join(fmt(r["tasks"][t], 2) for t in tasks)
+                         + f" | **{fmt(r['glue_avg'], 2)}** |")
     p = protocol
     seeds = p["seeds"]
     lines += [
@@ -113,9 +129,10 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
         "(seeded subsets, see prepare_glue.max_train_samples).",
         "- random-<student>: the student's architecture with transformers' random initialisation (seeded by the "
         "fine-tuning seed), fine-tuned with the same protocol: the value of distillation.",
-        "- Params and GFLOPs in the paper's convention (GFLOPs = multiply-accumulates of one 128-token sequence; "
-        "exact counts in metrics/summary.json); latency = median of one forward pass, batch 1, on the machine "
-        "that ran the pipeline.",
+        "- Params and GFLOPs of the network that runs (exact convention; GFLOPs = multiply-accumulates of one "
+        "128-token sequence, with the percentage of the teacher's; the paper's convention is in "
+        "metrics/summary.json); latency = median of one forward pass, batch 1, on the machine that ran the "
+        "pipeline.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -129,12 +146,12 @@ def scatter_png(summary: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     colours = {"teacher": "black", "student": "tab:blue", "random": "tab:gray"}
     for name, m in summary["models"].items():
-        if m["gflops_paper"] is None:
+        if m["gflops_exact"] is None:
             continue
-        ax.scatter(m["gflops_paper"], m["glue_avg"], c=colours.get(m["kind"], "tab:red"), s=40)
-        ax.annotate(name, (m["gflops_paper"], m["glue_avg"]), fontsize=8)
+        ax.scatter(m["gflops_exact"], m["glue_avg"], c=colours.get(m["kind"], "tab:red"), s=40)
+        ax.annotate(name, (m["gflops_exact"], m["glue_avg"]), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("GFLOPs (paper convention, log scale)")
+    ax.set_xlabel("GFLOPs (exact, log scale)")
     ax.set_ylabel("GLUE dev average")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -184,10 +201,10 @@ def main() -> None:
         text = markdown(summary, tasks, protocol)
         rows = io.StringIO()
         writer = csv.writer(rows)
-        writer.writerow(["model", "kind", "params_paper_m", "gflops_paper", "glue_avg"])
+        writer.writerow(["model", "kind", "params_exact_m", "gflops_exact", "glue_avg"])
         for name, m in summary["models"].items():
-            writer.writerow([name, m["kind"], None if m["params_paper"] is None else round(m["params_paper"] / 1e6, 3),
-                             m["gflops_paper"], round(m["glue_avg"], 3)])
+            writer.writerow([name, m["kind"], None if m["params_exact"] is None else round(m["params_exact"] / 1e6, 3),
+                             m["gflops_exact"], round(m["glue_avg"], 3)])
         atomic_write_text(args.plot, rows.getvalue())
         atomic_write_text(args.markdown, text)
         write_metrics(args.summary, summary, run)

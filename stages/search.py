@@ -46,7 +46,7 @@ def scatter_png(rows, path: Path, title: str) -> None:
     for r in chosen:
         ax.annotate(r["chosen"], (r["gflops_paper"], r["loss"]), fontsize=8)
     ax.set_xlabel("GFLOPs (paper convention)")
-    ax.set_ylabel("held-out relation loss")
+    ax.set_ylabel("held-out loss (search criterion)")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -110,10 +110,20 @@ def main() -> None:
         task_dir = Path(args.glue) / str(param(p, "proxy.task", source=src))
         if not (task_dir / "task.json").is_file():
             raise InputError(f"{task_dir}: not a prepared GLUE task (search.proxy.task; run prepare_glue)")
+    from autodistil.distill import CRITERIA
+
+    criterion = param(p, "criterion", default="relation", source=src)
+    if criterion not in CRITERIA:
+        raise InputError(f"{src}: search.criterion must be one of {CRITERIA}, got {criterion!r}")
+    try:
+        hidden_weight = float(param(params, "superlm.hidden_weight", default=0.0))
+    except (TypeError, ValueError):
+        raise InputError(f"{src}: superlm.hidden_weight must be a number") from None
     spec = DistillSpec(
         loss=str(param(params, "superlm.loss", default="kl")),
         teacher_layer=int(param(params, "superlm.teacher_layer", default=-1)),
         student_layer=int(param(params, "superlm.student_layer", default=-1)),
+        hidden_weight=hidden_weight,
     )
     # budgets on params / GFLOPs are checked against the grid before anything heavy runs
     from autodistil.cost import Vocab, costs
@@ -129,6 +139,8 @@ def main() -> None:
         raise InputError(f"{args.subspaces}: {e}") from None
     archs, sampled = sample_candidates(all_candidates, max_candidates, seed)
     cost_rows = [cost_row(a, seq_len, dims.heads, vocab) for a in archs]
+    teacher_row = cost_row(dims.as_arch(), seq_len, dims.heads, vocab)
+    budgets = {name: b.resolve(teacher_row, convention) for name, b in budgets.items()}  # fractions -> limits
     for budget in budgets.values():
         check_feasible(cost_rows, budget, convention, sub_name)
 
@@ -148,6 +160,7 @@ def main() -> None:
     from autodistil.corpus import load_blocks
     from autodistil.distill import HeldOut
     from autodistil.export import build_student
+    from autodistil.importance import ORDER_FILE, Order, apply_order
     from autodistil.search import NoFitError, mark_chosen, measure_latency, score_candidates, select, write_csv
     from autodistil.space import TeacherDims
     from autodistil.superlm import SuperLM
@@ -159,6 +172,8 @@ def main() -> None:
     teacher = load_teacher(source, "cpu")
     if TeacherDims.from_config(teacher.config) != dims:
         raise InputError(f"{args.subspaces}: partitioned for another teacher than teacher.source {source!r}")
+    if (superlm_dir / ORDER_FILE).is_file():  # the SuperLM was sliced from the importance-ordered teacher
+        apply_order(teacher, Order.from_dict(torch.load(superlm_dir / ORDER_FILE, weights_only=False)))
     for a in archs:
         if not superlm.config.envelope.contains(a):
             raise InputError(f"{superlm_dir}: candidate {a.name} does not fit the SuperLM (was it trained on "
@@ -188,7 +203,7 @@ def main() -> None:
         teacher_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         rows = score_candidates(superlm, heldout, archs, seq_len, progress=not args.no_progress,
-                                log=lambda m, step: mlflow.log_metrics(m, step=step))
+                                log=lambda m, step: mlflow.log_metrics(m, step=step), criterion=criterion)
         score_seconds = time.perf_counter() - t0
 
         chosen: dict[str, dict] = {}
@@ -226,7 +241,8 @@ def main() -> None:
             arch = arch_by_name[row["arch"]]
             students[name] = {
                 "arch": arch.to_dict(), "arch_name": arch.name, "budget": budgets[name].to_dict(),
-                "loss": row["loss"], "costs": costs(arch, seq_len, dims.heads, vocab),
+                "loss": row["loss"], "losses": {k: row[f"loss_{k}"] for k in CRITERIA},
+                "costs": costs(arch, seq_len, dims.heads, vocab),
                 **({"latency_ms": latency_cache[arch.name]["latency_ms"]} if arch.name in latency_cache else {}),
                 **({"proxy": {"task": proxy.get("task"), "score": row["proxy_score"]}} if proxy_on else {}),
             }
@@ -243,6 +259,8 @@ def main() -> None:
             "candidates_scored": len(rows),
             "sampled": sampled,
             "convention": convention,
+            "criterion": criterion,
+            "teacher_costs": {k: teacher_row[k] for k in ("params_paper", "gflops_paper", "params_exact", "gflops_exact")},
             "seq_len": seq_len,
             "students": students,  # read by export@<student>, with the provenance below
             "provenance": {"teacher": source, "distill": dataclasses.asdict(spec), "heldout_blocks": eval_blocks,

@@ -59,6 +59,7 @@ def main() -> None:
 
     from autodistil.corpus import load_blocks
     from autodistil.distill import HeldOut
+    from autodistil.importance import ORDER_FILE
     from autodistil.partition import load_subspaces
     from autodistil.space import Envelope, SearchSpaceError, TeacherDims
     from autodistil.superlm import SuperLM, SuperLMConfig
@@ -95,8 +96,16 @@ def main() -> None:
     superlm_cfg = SuperLMConfig.from_teacher_config(
         teacher.config, Envelope.of(candidates), depth_rule=cfg.depth_rule, hidden_dropout=cfg.dropout,
         attention_dropout=cfg.dropout,
-        provenance={"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus)},
+        provenance={"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus),
+                    "init_order": cfg.init_order},
     )
+    order = None
+    if cfg.init_order == "importance":  # leading slices then keep the teacher's most important parts
+        from autodistil.importance import Order, apply_order, calibration_blocks, measure_importance
+
+        importance = measure_importance(teacher, calibration_blocks(blocks, cfg.calibration_blocks, cfg.seed))
+        order = Order.of(importance)
+        apply_order(teacher, order)  # the distillation targets come from the same (permuted) teacher
     superlm = SuperLM.from_teacher(teacher, superlm_cfg).to(device)
     sampler = SubnetSampler(candidates, largest, smallest, cfg.sampling, cfg.num_random, cfg.seed)
     probes = probe_candidates(candidates, largest, smallest)
@@ -126,6 +135,8 @@ def main() -> None:
 
         with atomic_path(Path(args.out) / args.subspace, is_dir=True) as tmp:
             superlm.to("cpu").save(tmp)
+            if order is not None:  # the search distils against the same permuted teacher
+                torch.save({**order.to_dict(), "importance": vars(importance)}, Path(tmp) / ORDER_FILE)
         write_curve(Path(args.plots) / f"{args.subspace}.csv", result.history)
         metrics = {
             "subspace": args.subspace,

@@ -162,7 +162,7 @@ def test_finetune_and_report_stages(tmp_path, task_dir, model_dir, mlflow_root, 
     assert summary["every_student_beats_random"] == (s["glue_avg"] > r["glue_avg"])
     text = (root / "reports/summary.md").read_text()
     assert "| s | student |" in text and "the **best** dev epoch" in text and "seeds [1, 2]" in text
-    assert (root / "plots/glue_avg.csv").read_text().splitlines()[0] == "model,kind,params_paper_m,gflops_paper,glue_avg"
+    assert (root / "plots/glue_avg.csv").read_text().splitlines()[0] == "model,kind,params_exact_m,gflops_exact,glue_avg"
 
 
 def test_keep_weights_saves_the_reported_classifier(tmp_path, task_dir, model_dir, mlflow_root, monkeypatch, capsys):
@@ -197,3 +197,19 @@ def test_report_names_the_missing_result(tmp_path, task_dir, model_dir, mlflow_r
     code, err = run_stage("report.py", [], root, monkeypatch, capsys)
     assert code == 1 and "metrics/glue/s/SST-2.json: not found (run `dvc repro finetune@s-SST-2`)" in err
     assert not (root / "reports").exists()
+
+
+def test_retention_is_the_share_of_the_teachers_gain_over_the_twin():
+    from autodistil.report import student_retention
+
+    def model(sst, cola, gflops=None):
+        return {"scores": {"SST-2": {"score": sst}, "CoLA": {"score": cola}}, "glue_avg": (sst + cola) / 2,
+                "gflops_exact": gflops, "params_exact": None}
+
+    teacher, twin = model(84.0, 24.0, 1.4), model(51.0, 0.0, 0.7)
+    r = student_retention(model(78.0, 6.0, 0.7), twin, teacher, ["SST-2", "CoLA"])
+    assert r["tasks"]["SST-2"] == pytest.approx(27 / 33) and r["tasks"]["CoLA"] == pytest.approx(0.25)
+    assert r["glue_avg"] == pytest.approx((42.0 - 25.5) / (54.0 - 25.5))
+    assert r["gflops_exact_frac"] == pytest.approx(0.5) and r["params_exact_frac"] is None
+    # a teacher no better than the twin leaves that task's retention undefined, not infinite
+    assert student_retention(model(60.0, 0.0), twin, model(84.0, 0.0), ["CoLA"])["tasks"]["CoLA"] is None

@@ -52,15 +52,16 @@ def test_paper_grids_reproduce_method_bands_fixed_head():
     assert d["tiny"]["ffn"] == sorted({int(h * r) for h in (128, 160, 192, 224) for r in (2, 2.5, 3, 3.5)})
 
 
-def test_paper_grids_stock_convention_drop_indivisible_pairs():
-    """Stock students need H % A == 0: 48 / 96 / 96 candidates remain, bands shrink slightly."""
-    subs = part.explicit_partition(PAPER_GRIDS, "stock", BERT_BASE)
-    d = part.describe(subs, BERT_BASE)
-    assert {n: (s["candidates"], s["skipped"]) for n, s in d.items()} == {
-        "base": (48, 208), "small": (96, 160), "tiny": (96, 160)}
-    assert d["base"]["params_paper"][0] / 1e6 == pytest.approx(42.90, abs=0.01)
-    assert d["tiny"]["params_paper"][1] / 1e6 == pytest.approx(10.54, abs=0.01)
-    assert all(a.hidden % a.heads == 0 for s in subs for a in s.candidates(BERT_BASE))
+def test_paper_grids_need_fixed_head_whole_heads_in_stock_leave_few_pairs():
+    """Stock students keep whole 64-wide heads (H = 64 A): the paper's base grid keeps (9, 576) and (10, 640);
+    its small grid (H 256-352, A 7-10) has no such pair at all."""
+    base = part.explicit_partition({"base": PAPER_GRIDS["base"]}, "stock", BERT_BASE)
+    d = part.describe(base, BERT_BASE)["base"]
+    assert d["candidates"] == 32 and d["skipped"] == 256 - 32
+    assert d["unused_values"] == {"heads": [11, 12], "hidden": [544, 608]}
+    assert {(a.heads, a.hidden) for a in base[0].candidates(BERT_BASE)} == {(9, 576), (10, 640)}
+    with pytest.raises(SearchSpaceError, match="'small' has an empty grid"):
+        part.explicit_partition({"small": PAPER_GRIDS["small"]}, "stock", BERT_BASE)
 
 
 def test_explicit_k1_one_shot_space():
@@ -81,14 +82,14 @@ def test_overlapping_grids_raise():
 
 @pytest.mark.parametrize("grid, message", [
     ({"layers": [], "heads": [8], "hidden": [128], "mlp_ratio": [2]}, "layers must be a non-empty list"),
-    ({"layers": [2], "heads": [8], "hidden": [128], "mlp_ratio": [2]}, None),
+    ({"layers": [2], "heads": [4], "hidden": [128], "mlp_ratio": [2]}, None),
     ({"layers": [2], "heads": [7, 9], "hidden": [128, 160], "mlp_ratio": [2]}, "empty grid"),
-    ({"layers": [2, 7], "heads": [8], "hidden": [128], "mlp_ratio": [2]}, "layers value 7 exceeds the teacher's 6"),
-    ({"layers": [2], "heads": [8, 16], "hidden": [128], "mlp_ratio": [2]}, "heads value 16 exceeds the teacher's 12"),
-    ({"layers": [2], "heads": [8], "hidden": [128, 400], "mlp_ratio": [2]}, "hidden value 400 exceeds"),
-    ({"layers": [2], "heads": [8], "hidden": [384], "mlp_ratio": [4.5]}, "FFN 1728 exceeds the teacher's 1536"),
-    ({"layers": [2], "heads": [8], "hidden": [128], "mlp_ratio": [2], "dropout": [0.1]}, "unknown keys"),
-    ({"layers": [2.5], "heads": [8], "hidden": [128], "mlp_ratio": [2]}, "must be an integer"),
+    ({"layers": [2, 7], "heads": [4], "hidden": [128], "mlp_ratio": [2]}, "layers value 7 exceeds the teacher's 6"),
+    ({"layers": [2], "heads": [4, 16], "hidden": [128], "mlp_ratio": [2]}, "heads value 16 exceeds the teacher's 12"),
+    ({"layers": [2], "heads": [4], "hidden": [128, 400], "mlp_ratio": [2]}, "hidden value 400 exceeds"),
+    ({"layers": [2], "heads": [12], "hidden": [384], "mlp_ratio": [4.5]}, "FFN 1728 exceeds the teacher's 1536"),
+    ({"layers": [2], "heads": [4], "hidden": [128], "mlp_ratio": [2], "dropout": [0.1]}, "unknown keys"),
+    ({"layers": [2.5], "heads": [4], "hidden": [128], "mlp_ratio": [2]}, "must be an integer"),
 ])
 def test_bad_explicit_grids_raise(grid, message):
     if message is None:
@@ -99,14 +100,14 @@ def test_bad_explicit_grids_raise(grid, message):
 
 
 def test_teacher_exceeding_value_hidden_by_stock_skip_is_still_caught():
-    # heads 13 never divides these hidden sizes, so SubSpace.candidates alone would skip it silently
-    grid = {"layers": [2], "heads": [8, 13], "hidden": [128], "mlp_ratio": [2]}
+    # heads 13 matches no hidden size, so SubSpace.candidates alone would skip it silently
+    grid = {"layers": [2], "heads": [4, 13], "hidden": [128], "mlp_ratio": [2]}
     with pytest.raises(SearchSpaceError, match="heads value 13 exceeds"):
         part.explicit_partition({"x": grid}, "stock", MINILM)
 
 
 # ------------------------------------------------------------------------------------------------- auto
-def _check_auto(subs, teacher, k):
+def _check_auto(subs, teacher, k, measure="gflops_exact"):
     assert len(subs) == k
     validate_disjoint(subs, teacher)
     for s in subs:
@@ -116,38 +117,56 @@ def _check_auto(subs, teacher, k):
                    and a.heads <= teacher.heads for a in cands)
     d = part.describe(subs, teacher)
     # ordered, disjoint ranges in the band measure (total params need not be ordered: embeddings grow with H)
-    rng = [d[s.name]["nonembed_params_frac"] for s in subs]
+    rng = [d[s.name][f"{measure}_frac"] for s in subs]
     assert all(rng[i][0] > rng[i + 1][1] for i in range(k - 1)), "bands must be disjoint and ordered"
+    for name, s in d.items():  # no listed value without a candidate
+        assert s["unused_values"] == {}, name
     return d
 
 
 def test_auto_minilm_cpu_default():
+    """The CPU default: stock students of whole 32-wide heads, exact-GFLOPs bands, width before depth."""
     subs = part.auto_partition(MINILM, 3, values=CPU_VALUES)
     d = _check_auto(subs, MINILM, 3)
     grids = {n: (s["layers"], s["heads"], s["hidden"], s["mlp_ratio"], s["candidates"]) for n, s in d.items()}
     assert grids == {
-        "base": ([5, 6], [6, 7], [240, 288, 336], [3.5, 4], 16),
-        "small": ([5, 6], [7, 8], [112, 144, 176], [3.5, 4], 16),
-        "tiny": ([2, 3], [8, 9], [64, 96, 128], [2, 2.5], 12),
+        "base": ([3, 4, 5], [10, 11, 12], [320, 352, 384], [2.5, 3], 18),
+        "small": ([2, 3, 4], [6, 7, 8], [192, 224, 256], [2, 2.5], 18),
+        "tiny": ([2, 3, 4], [2, 3, 4], [64, 96, 128], [2, 2.5], 18),
     }
-    # depth kept before width: base and small keep the teacher's depth, only tiny is shallow
-    assert d["base"]["layers"][-1] == d["small"]["layers"][-1] == MINILM.layers
-    for s in subs:  # hidden on the H_t/24 = 16 lattice, ratio on halves
-        assert all(h % 16 == 0 for h in s.hidden)
-    for (lo, hi), name in zip(part.PAPER_BANDS["nonembed_params"], ["base", "small", "tiny"]):
-        f_lo, f_hi = d[name]["nonembed_params_frac"]
-        assert lo * 0.8 <= f_lo < f_hi <= hi * 1.2
+    for s in subs:  # whole heads: hidden = heads x 32, each hidden size with its own head count
+        assert all(a.hidden == 32 * a.heads for a in s.candidates(MINILM))
+        assert [h // 32 for h in s.hidden] == list(s.heads)
+    # every band holds its default budget (50 %, 15 %, 4 % of the teacher's exact GFLOPs) inside its range
+    for name, budget in (("base", 0.5), ("small", 0.15), ("tiny", 0.04)):
+        lo, hi = d[name]["gflops_exact_frac"]
+        assert lo < budget < hi, name
+    # width before depth: the base grid reaches the teacher's width with fewer layers
+    assert d["base"]["hidden"][-1] == MINILM.hidden and d["base"]["layers"][-1] < MINILM.layers
+    depth = part.describe(part.auto_partition(MINILM, 3, values=CPU_VALUES, prefer="depth"), MINILM)
+    assert depth["base"]["layers"][-1] == MINILM.layers and depth["base"]["hidden"][-1] < MINILM.hidden
 
 
-@pytest.mark.parametrize("convention", ["fixed_head", "stock"])
-def test_auto_bert_base_follows_the_paper(convention):
-    subs = part.auto_partition(BERT_BASE, 3, convention=convention)
-    d = _check_auto(subs, BERT_BASE, 3)
+def test_auto_bert_base_follows_the_paper():
+    """With the paper's settings (non-embedding-parameter bands, depth before width, fixed_head), the auto
+    partition of BERT-base finds the paper's grids."""
+    subs = part.auto_partition(BERT_BASE, 3, convention="fixed_head", measure="nonembed_params", prefer="depth")
+    d = _check_auto(subs, BERT_BASE, 3, "nonembed_params")
     assert [s["layers"] for s in d.values()] == [[9, 10, 11, 12], [9, 10, 11, 12], [4, 5, 6, 7]]
     assert d["tiny"]["hidden"] == [128, 160, 192, 224] and d["small"]["hidden"] == [256, 288, 320, 352]
-    if convention == "fixed_head":  # the paper's base grid exactly
-        assert d["base"]["heads"] == [9, 10, 11, 12] and d["base"]["hidden"] == [544, 576, 608, 640]
-        assert all(s["candidates"] == 256 for s in d.values())
+    assert d["base"]["heads"] == [9, 10, 11, 12] and d["base"]["hidden"] == [544, 576, 608, 640]
+    assert all(s["candidates"] == 256 for s in d.values())
+
+
+@pytest.mark.parametrize("prefer", ["width", "depth"])
+def test_auto_bert_base_stock_whole_heads(prefer):
+    subs = part.auto_partition(BERT_BASE, 3, prefer=prefer)
+    d = _check_auto(subs, BERT_BASE, 3)
+    for s in subs:
+        assert all(h % 64 == 0 for h in s.hidden) and [h // 64 for h in s.hidden] == list(s.heads)
+    for name, budget in (("base", 0.5), ("small", 0.15), ("tiny", 0.04)):
+        lo, hi = d[name]["gflops_exact_frac"]
+        assert lo < budget < hi, name
 
 
 @pytest.mark.parametrize("teacher", [MINILM, BERT_BASE], ids=["minilm", "bert-base"])
@@ -158,8 +177,8 @@ def test_auto_k1_one_shot(teacher):
     d = _check_auto([sub], teacher, 1)["all"]
     three = part.describe(part.auto_partition(teacher, 3, values=values), teacher)
     # one space spanning roughly what the three cover
-    assert d["nonembed_params_frac"][0] < three["small"]["nonembed_params_frac"][0]
-    assert d["nonembed_params_frac"][1] > three["small"]["nonembed_params_frac"][1]
+    assert d["gflops_exact_frac"][0] < three["small"]["gflops_exact_frac"][0]
+    assert d["gflops_exact_frac"][1] > three["small"]["gflops_exact_frac"][1]
 
 
 @pytest.mark.parametrize("k, values", [(2, None), (4, {"layers": 2, "heads": 2, "hidden": 2, "mlp_ratio": 2})])
@@ -178,12 +197,15 @@ def test_auto_errors():
     with pytest.raises(SearchSpaceError, match="disjoint and ordered"):
         part.auto_partition(MINILM, 2, bands=[[0.3, 0.7], [0.05, 0.4]])
     with pytest.raises(SearchSpaceError, match="no grid for sub-space 'tiny'"):
-        part.auto_partition(BERT_BASE, 4)  # four disjoint 4^4 grids do not fit above the floors
+        part.auto_partition(BERT_BASE, 4, measure="nonembed_params")  # four disjoint 4^4 grids do not fit
+    with pytest.raises(SearchSpaceError, match="unknown preference"):
+        part.auto_partition(MINILM, 3, prefer="breadth")
 
 
 def test_default_bands():
-    assert part.default_bands(3) == [(0.26, 0.70), (0.054, 0.20), (0.005, 0.044)]
-    assert part.default_bands(1) == [(0.005, 0.70)]
+    assert part.default_bands(3) == [(0.25, 0.75), (0.08, 0.22), (0.012, 0.06)]
+    assert part.default_bands(3, "nonembed_params") == [(0.26, 0.70), (0.054, 0.20), (0.005, 0.044)]
+    assert part.default_bands(1, "nonembed_params") == [(0.005, 0.70)]
     b4 = part.default_bands(4)
     assert len(b4) == 4 and all(b4[i][0] > b4[i + 1][1] for i in range(3))
 

@@ -32,8 +32,8 @@ def scored():
     sub = tiny_subspace()
     superlm = tiny_superlm(teacher, sub)
     blocks = np.random.default_rng(0).integers(1, VOCAB, (6, 16))
-    heldout = HeldOut(teacher, blocks, DistillSpec(relation_heads=4), batch_size=4)
-    archs = sub.candidates(TeacherDims.from_config(teacher.config))[::5]  # 8 of the 40: enough, and fast
+    heldout = HeldOut(teacher, blocks, DistillSpec(relation_heads=4, hidden_weight=0.5), batch_size=4)
+    archs = sub.candidates(TeacherDims.from_config(teacher.config))[::3]  # 8 of the 24: enough, and fast
     rows = score_candidates(superlm, heldout, archs, seq_len=16, progress=False)
     return superlm, heldout, archs, rows
 
@@ -42,6 +42,11 @@ def test_scores_every_candidate_in_eval_mode_with_teacher_relations_computed_onc
     superlm, heldout, archs, rows = scored
     assert [r["arch"] for r in rows] == [a.name for a in archs]
     assert all(np.isfinite(r["loss"]) and r["loss"] >= 0 for r in rows)
+    # every criterion is recorded; the ranking loss is the relation loss by default; distill weighs hidden
+    for r in rows:
+        assert r["loss"] == r["loss_relation"]
+        assert r["loss_distill"] == pytest.approx(r["loss_relation"] + 0.5 * r["loss_hidden"])
+    assert len({round(r["loss_hidden"], 6) for r in rows}) == len(rows)  # it tells candidates apart
     # eval mode: dropout is off, so re-scoring gives the same number even with the model in train mode
     superlm.train()
     assert heldout.loss(superlm, archs[3]) == pytest.approx(rows[3]["loss"], abs=1e-6)
@@ -49,8 +54,9 @@ def test_scores_every_candidate_in_eval_mode_with_teacher_relations_computed_onc
     # the teacher is never called again while scoring
     import autodistil.distill as distill
 
-    monkeypatch.setattr(distill, "teacher_qkv", lambda *a, **k: pytest.fail("teacher re-run"))
-    score_candidates(superlm, heldout, archs[:2], seq_len=16, progress=False)
+    monkeypatch.setattr(distill, "teacher_targets", lambda *a, **k: pytest.fail("teacher re-run"))
+    again = score_candidates(superlm, heldout, archs[:2], seq_len=16, progress=False, criterion="hidden")
+    assert [r["loss"] for r in again] == [r["loss_hidden"] for r in rows[:2]]
 
 
 def test_selection_per_budget_takes_the_lowest_loss_that_fits():
@@ -129,6 +135,21 @@ def test_budgets_params_are_checked():
         parse_budgets({"small": {"teacher": {"max_gflops": 1}}}, {"teacher": "small"})
     with pytest.raises(InputError, match="reserved"):
         parse_budgets({"small": {"random-s": {"max_gflops": 1}}}, {"random-s": "small"})
+
+
+def test_fraction_budgets_follow_the_teacher():
+    teacher = {"params_exact": 20e6, "gflops_exact": 2.0, "params_paper": 22e6, "gflops_paper": 2.2}
+    b = Budget.from_params("b", {"max_gflops_frac": 0.5, "max_params": 8e6})
+    assert b.resolve(teacher, "exact").max_gflops == pytest.approx(1.0)
+    assert b.resolve(teacher, "paper").max_gflops == pytest.approx(1.1)
+    assert b.resolve(teacher, "exact").max_params == 8e6  # absolute limits stay
+    both = Budget.from_params("c", {"max_gflops": 0.8, "max_gflops_frac": 0.5, "max_params_frac": 0.25})
+    r = both.resolve(teacher, "exact")
+    assert r.max_gflops == 0.8 and r.max_params == pytest.approx(5e6)  # the tighter limit wins
+    row = {"params_exact": 4e6, "gflops_exact": 0.79}
+    assert r.fits(row, "exact") and not r.fits({**row, "gflops_exact": 0.81}, "exact")
+    with pytest.raises(InputError, match="max_gflops_frac: expected a positive number"):
+        Budget.from_params("s", {"max_gflops_frac": 0})
 
 
 def test_latency_is_measured_with_warmup_and_repeats():

@@ -7,10 +7,10 @@ from autodistil.space import (
 BERT_BASE = TeacherDims(layers=12, heads=12, hidden=768, ffn=3072)
 
 
-def test_stock_arch_has_head_size_h_over_a_and_width_h():
-    arch = make_arch(7, 10, 160, 3.5, BERT_BASE, "stock")
-    assert arch == Arch(7, 10, 160, 560, 16)
-    assert arch.attention_width == 160 and arch.convention == "stock"
+def test_stock_arch_keeps_whole_teacher_heads_and_width_h():
+    arch = make_arch(7, 3, 192, 3.5, BERT_BASE, "stock")
+    assert arch == Arch(7, 3, 192, 672, 64)
+    assert arch.attention_width == 192 and arch.convention == "stock" and arch.name == "L7-A3-H192-F672"
 
 
 def test_fixed_head_arch_keeps_the_teachers_head_size():
@@ -26,9 +26,12 @@ def test_ffn_sizes_are_exact_integers():
         ffn_size(33, 2.5)
 
 
-def test_stock_arch_with_h_not_divisible_by_a_is_an_error():
-    with pytest.raises(SearchSpaceError, match="not divisible by heads 7"):
-        make_arch(12, 7, 544, 3, BERT_BASE, "stock")
+def test_stock_arch_with_split_heads_is_an_error():
+    """A stock student's heads are whole teacher heads: H must be A x 64 for BERT-base."""
+    with pytest.raises(SearchSpaceError, match=r"hidden 544 != heads 8 x the teacher's head size 64"):
+        make_arch(12, 8, 544, 3, BERT_BASE, "stock")
+    with pytest.raises(SearchSpaceError, match=r"hidden 160 != heads 10"):
+        make_arch(7, 10, 160, 3.5, BERT_BASE, "stock")  # the old stock rule (head size H/A = 16) is gone
 
 
 @pytest.mark.parametrize(
@@ -57,13 +60,13 @@ def test_paper_base_grid_has_256_candidates_in_fixed_head_convention():
     assert Envelope.of(cands) == Envelope(layers=12, hidden=640, ffn=2560, attention_width=768)
 
 
-def test_stock_grid_skips_indivisible_pairs_but_keeps_the_rest():
-    sub = SubSpace.from_dict("s", {"layers": [4], "heads": [7, 8], "hidden": [256, 288], "mlp_ratio": [2]})
-    assert [(a.heads, a.hidden) for a in sub.candidates(BERT_BASE)] == [(8, 256), (8, 288)]
+def test_stock_grid_keeps_only_whole_head_pairs():
+    sub = SubSpace.from_dict("s", {"layers": [4], "heads": [4, 5], "hidden": [256, 288, 320], "mlp_ratio": [2]})
+    assert [(a.heads, a.hidden) for a in sub.candidates(BERT_BASE)] == [(4, 256), (5, 320)]
 
 
 def test_empty_grid_is_an_error():
-    sub = SubSpace.from_dict("odd", {"layers": [4], "heads": [7], "hidden": [256], "mlp_ratio": [2]})
+    sub = SubSpace.from_dict("odd", {"layers": [4], "heads": [7], "hidden": [256], "mlp_ratio": [2]})  # 256 = 4 x 64
     with pytest.raises(SearchSpaceError, match="'odd' has an empty grid"):
         sub.candidates(BERT_BASE)
     with pytest.raises(SearchSpaceError, match="heads must be a non-empty list"):
@@ -79,11 +82,11 @@ def test_grid_exceeding_the_teacher_names_the_sub_space():
 
 
 def test_overlapping_sub_spaces_are_an_error():
-    a = SubSpace.from_dict("a", {"layers": [4, 6], "heads": [8], "hidden": [256], "mlp_ratio": [2]})
-    b = SubSpace.from_dict("b", {"layers": [6, 8], "heads": [8], "hidden": [256], "mlp_ratio": [2]})
+    a = SubSpace.from_dict("a", {"layers": [4, 6], "heads": [4], "hidden": [256], "mlp_ratio": [2]})
+    b = SubSpace.from_dict("b", {"layers": [6, 8], "heads": [4], "hidden": [256], "mlp_ratio": [2]})
     with pytest.raises(SearchSpaceError, match="'a' and 'b' overlap"):
         validate_disjoint([a, b], BERT_BASE)
-    c = SubSpace.from_dict("c", {"layers": [8], "heads": [8], "hidden": [256], "mlp_ratio": [2]})
+    c = SubSpace.from_dict("c", {"layers": [8], "heads": [4], "hidden": [256], "mlp_ratio": [2]})
     validate_disjoint([a, c], BERT_BASE)
 
 

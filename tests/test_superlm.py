@@ -33,6 +33,36 @@ def test_full_size_slice_reproduces_the_teacher(teacher, convention):
         assert (mine - theirs).abs().max().item() <= TOL
 
 
+def test_hidden_state_target_of_the_full_slice_is_the_teachers(teacher):
+    """The hidden-state term compares the distilled layer's output with the teacher's: zero for the full slice,
+    positive for a narrower sub-network, and the forward stops after that layer."""
+    from autodistil.distill import DistillSpec, hidden_loss, student_losses
+    from autodistil.teacher import teacher_targets
+
+    superlm = tiny_superlm(teacher, tiny_subspace()).eval()
+    ids, mask, types = padded_batch()
+    full = TeacherDims.from_config(teacher.config).as_arch()
+    for layer in (-1, 1):
+        target = teacher_targets(teacher, ids, mask, layer, token_type_ids=types, hidden=True)
+        with torch.no_grad():
+            ref = teacher(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+        assert (target.hidden - ref.hidden_states[layer]).abs().max().item() <= TOL
+        out = superlm(ids, mask, types, arch=full, distill_layer=layer, stop_at_distill_layer=True,
+                      distill_hidden=True)
+        assert out.last_hidden_state is None and (out.hidden - target.hidden)[mask.bool()].abs().max() <= TOL
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    spec = DistillSpec(relation_heads=4, hidden_weight=2.0)
+    target = teacher_targets(teacher, ids, mask, -1, token_type_ids=types, hidden=True)
+    with torch.no_grad():
+        terms = student_losses(superlm, full, batch, target, spec)
+        narrow = student_losses(superlm, Arch(2, 2, 32, 48, 16), batch, target, spec)
+    assert terms["hidden"].item() <= 1e-9 and narrow["hidden"].item() > 1e-3
+    # padding does not count: changing padded positions leaves the term unchanged
+    noisy = target.hidden.clone()
+    noisy[~mask.bool()] += 5.0
+    assert hidden_loss(target.hidden[..., :32] + 0.1, noisy, mask).item() == pytest.approx(0.01, rel=1e-4)
+
+
 @pytest.mark.parametrize("convention", ["stock", "fixed_head"])
 def test_random_sub_networks_equal_their_standalone_models(teacher, convention):
     sub = tiny_subspace(convention)

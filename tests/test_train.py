@@ -25,7 +25,7 @@ def _blocks(n=48, seq_len=16, seed=0):
 def _setup(dropout=0.0, **cfg):
     teacher = tiny_teacher()
     # every candidate is smaller than the teacher, so even the largest starts with a positive loss
-    sub = SubSpace.from_dict("s", {"layers": [1, 2, 3], "heads": [2, 4], "hidden": [32, 48], "mlp_ratio": [1.5, 2]})
+    sub = SubSpace.from_dict("s", {"layers": [1, 2, 3], "heads": [2, 3], "hidden": [32, 48], "mlp_ratio": [1.5, 2]})
     dims = TeacherDims.from_config(teacher.config)
     superlm = tiny_superlm(teacher, sub, hidden_dropout=dropout, attention_dropout=dropout)
     cands = sub.candidates(dims)
@@ -70,6 +70,22 @@ def test_training_lowers_the_heldout_loss(tmp_path):
     after = {k: heldout.loss(superlm, a) for k, a in probes.items()}
     assert result.steps == 30 and len(result.history) == 30
     assert after["largest"] < before["largest"] and after["smallest"] < before["smallest"]
+
+
+def test_hidden_state_term_is_trained_when_weighted(tmp_path):
+    """With hidden_weight > 0 the distilled layer's output moves towards the teacher's; the objective the
+    held-out set reports is relation + weight x hidden."""
+    teacher, superlm, sampler, cfg = _setup(max_steps=20, lr=2e-3, hidden_weight=1.0)
+    heldout = HeldOut(teacher, _blocks(16, seed=9), cfg.spec(4))
+    before = heldout.losses(superlm, sampler.smallest)
+    train_superlm(superlm, teacher, _blocks(), sampler, cfg, tmp_path, progress=False)
+    after = heldout.losses(superlm, sampler.smallest)
+    assert after["hidden"] < 0.8 * before["hidden"]
+    assert after["distill"] == pytest.approx(after["relation"] + after["hidden"])
+    with pytest.raises(InputError, match="hidden_weight: expected a number >= 0"):
+        TrainConfig.from_params({"max_steps": 1, "hidden_weight": -1})
+    with pytest.raises(InputError, match="init_order: expected one of"):
+        TrainConfig.from_params({"max_steps": 1, "init_order": "random"})
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):

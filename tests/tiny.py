@@ -27,7 +27,7 @@ def tiny_teacher(seed: int = 0, layers: int = 4, hidden: int = 64, heads: int = 
 
 def tiny_subspace(convention: str = "stock") -> SubSpace:
     return SubSpace.from_dict(
-        "tiny", {"layers": [1, 2, 3, 4], "heads": [2, 4], "hidden": [32, 48, 64], "mlp_ratio": [1.5, 2]}, convention
+        "tiny", {"layers": [1, 2, 3, 4], "heads": [2, 3, 4], "hidden": [32, 48, 64], "mlp_ratio": [1.5, 2]}, convention
     )
 
 

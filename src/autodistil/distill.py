@@ -14,18 +14,33 @@ from torch import nn
 
 from .relations import relation_loss
 from .space import Arch
-from .superlm import QKV, SuperLM
-from .teacher import teacher_qkv
+from .superlm import SuperLM
+from .teacher import TeacherTargets, teacher_targets
+
+
+CRITERIA = ("relation", "hidden", "distill")
 
 
 @dataclass(frozen=True)
 class DistillSpec:
-    """Which layers are distilled, with which loss."""
+    """Which layers are distilled, with which loss terms.
+
+    The objective is ``relation + hidden_weight * hidden``: the self-attention relation loss of the paper
+    and, as an option, the mean squared error between the student's output hidden state at the distilled
+    layer and the teacher's on the same (importance-ordered, leading) channels, as in TinyBERT and the
+    authors' code (their lambda_2). No projection is needed: a sliced student's residual channels are the
+    teacher's own.
+    """
 
     loss: str = "kl"  # kl (paper) | mse (authors' code)
     teacher_layer: int = -1
     student_layer: int = -1
     relation_heads: int = 12
+    hidden_weight: float = 0.0
+
+    @property
+    def uses_hidden(self) -> bool:
+        return self.hidden_weight > 0
 
 
 def blocks_to_batch(blocks: np.ndarray, device) -> dict[str, torch.Tensor]:
@@ -34,37 +49,77 @@ def blocks_to_batch(blocks: np.ndarray, device) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def student_loss(superlm: nn.Module, arch: Arch, batch: dict, target: QKV, spec: DistillSpec) -> torch.Tensor:
-    """Relation loss of sub-network ``arch`` against the teacher's projections ``target``.
+def hidden_loss(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over real tokens between the student's hidden state and the teacher's leading
+    channels (fp32)."""
+    diff = (student.float() - teacher[..., : student.shape[-1]].float()).pow(2).mean(-1)  # [B, T]
+    real = attention_mask.bool()
+    return torch.where(real, diff, 0.0).sum() / real.sum()
+
+
+def student_losses(superlm: nn.Module, arch: Arch, batch: dict, target: TeacherTargets, spec: DistillSpec,
+                   hidden: bool | None = None) -> dict[str, torch.Tensor]:
+    """The loss terms of sub-network ``arch`` against the teacher's ``target``: ``relation`` and, when
+    ``hidden`` (default: when the spec weighs it), ``hidden``.
 
     ``superlm`` may be the SuperLM or its DDP wrapper (the forward must go through the wrapper).
     """
+    hidden = spec.uses_hidden if hidden is None else hidden
     out = superlm(
         batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
-        arch=arch, distill_layer=spec.student_layer, stop_at_distill_layer=True,
+        arch=arch, distill_layer=spec.student_layer, stop_at_distill_layer=True, distill_hidden=hidden,
     )
-    return relation_loss(out.qkv, target, batch["attention_mask"], spec.relation_heads, spec.loss)
+    terms = {"relation": relation_loss(out.qkv, target.qkv, batch["attention_mask"], spec.relation_heads, spec.loss)}
+    if hidden:
+        terms["hidden"] = hidden_loss(out.hidden, target.hidden, batch["attention_mask"])
+    return terms
+
+
+def objective(terms: dict[str, torch.Tensor], spec: DistillSpec):
+    """The training objective from its terms."""
+    return terms["relation"] + spec.hidden_weight * terms["hidden"] if spec.uses_hidden else terms["relation"]
+
+
+def student_loss(superlm: nn.Module, arch: Arch, batch: dict, target: TeacherTargets, spec: DistillSpec
+                 ) -> torch.Tensor:
+    """The training objective of sub-network ``arch`` against the teacher's ``target``."""
+    return objective(student_losses(superlm, arch, batch, target, spec), spec)
 
 
 class HeldOut:
-    """Held-out blocks with the teacher's projections computed once, for scoring many candidates."""
+    """Held-out blocks with the teacher's targets computed once, for scoring many candidates.
+
+    Every candidate gets each criterion of :data:`CRITERIA`: ``relation`` (the paper's search score),
+    ``hidden`` (the hidden-state error at the distilled layer) and ``distill`` (the training objective,
+    ``relation + hidden_weight * hidden``).
+    """
 
     def __init__(self, teacher: nn.Module, blocks: np.ndarray, spec: DistillSpec, batch_size: int = 32,
                  device="cpu"):
         self.spec = spec
         self.batches = [blocks_to_batch(blocks[i:i + batch_size], device) for i in range(0, len(blocks), batch_size)]
-        self.targets = [teacher_qkv(teacher, b["input_ids"], b["attention_mask"], spec.teacher_layer)
+        self.targets = [teacher_targets(teacher, b["input_ids"], b["attention_mask"], spec.teacher_layer, hidden=True)
                         for b in self.batches]
         self.sizes = [len(b["input_ids"]) for b in self.batches]
 
     @torch.no_grad()
-    def loss(self, superlm: SuperLM, arch: Arch) -> float:
-        """Mean relation loss of ``arch`` over the held-out blocks, in eval mode (dropout off)."""
+    def losses(self, superlm: SuperLM, arch: Arch) -> dict[str, float]:
+        """Mean of every criterion of ``arch`` over the held-out blocks, in eval mode (dropout off)."""
         was_training = superlm.training
         superlm.eval()
+        totals = {"relation": 0.0, "hidden": 0.0}
         try:
-            total = sum(student_loss(superlm, arch, b, t, self.spec).item() * n
-                        for b, t, n in zip(self.batches, self.targets, self.sizes))
+            for b, t, n in zip(self.batches, self.targets, self.sizes):
+                for key, v in student_losses(superlm, arch, b, t, self.spec, hidden=True).items():
+                    totals[key] += v.item() * n
         finally:
             superlm.train(was_training)
-        return total / sum(self.sizes)
+        out = {k: v / sum(self.sizes) for k, v in totals.items()}
+        out["distill"] = out["relation"] + self.spec.hidden_weight * out["hidden"]
+        return out
+
+    def loss(self, superlm: SuperLM, arch: Arch, criterion: str = "distill") -> float:
+        """One criterion of ``arch`` (default: the training objective)."""
+        if criterion not in CRITERIA:
+            raise ValueError(f"unknown search criterion {criterion!r}; expected one of {CRITERIA}")
+        return self.losses(superlm, arch)[criterion]

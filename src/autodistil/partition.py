@@ -40,11 +40,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .cost import Vocab, paper_gflops, paper_params
+from .cost import Vocab, exact_gflops, paper_gflops, paper_params
 from .space import CONVENTIONS, Arch, SearchSpaceError, SubSpace, TeacherDims, validate_disjoint
 
 DIMS = ("layers", "heads", "hidden", "mlp_ratio")
-MEASURES = ("nonembed_params", "params", "gflops")
+MEASURES = ("gflops_exact", "nonembed_params", "params", "gflops")
+PREFER = ("width", "depth")
 
 #: Default sub-space names per K (the stage checks them against ``partition.names`` in params.yaml).
 DEFAULT_NAMES = {
@@ -61,6 +62,9 @@ PAPER_BANDS = {
     "params": ((0.35, 0.75), (0.11, 0.26), (0.04, 0.10)),
     "nonembed_params": ((0.26, 0.70), (0.054, 0.20), (0.005, 0.044)),
     "gflops": ((0.26, 0.70), (0.057, 0.21), (0.006, 0.046)),
+    # the network that runs (real attention width): bands around the default budgets of 50 %, 15 % and 4 %
+    # of the teacher, wide enough for candidates of several depths on each budget
+    "gflops_exact": ((0.25, 0.75), (0.08, 0.22), (0.012, 0.06)),
 }
 
 #: Default floors as fractions of the teacher (the paper's tiny grid: L 4 = 12/3, H 128 = 768/6, R 2 = 4/2).
@@ -99,7 +103,7 @@ def default_names(k: int) -> list[str]:
     return list(DEFAULT_NAMES.get(k, tuple(f"s{i}" for i in range(k))))
 
 
-def default_bands(k: int, measure: str = "nonembed_params") -> list[tuple[float, float]]:
+def default_bands(k: int, measure: str = "gflops_exact") -> list[tuple[float, float]]:
     """The paper's bands for K=3; for another K, K disjoint bands spread over the same overall range.
 
     K=1 gets one band covering the three (the one-shot ablation). Other K split the log range of the K=3
@@ -123,7 +127,10 @@ def default_bands(k: int, measure: str = "nonembed_params") -> list[tuple[float,
 
 
 def measure_of(arch: Arch, measure: str, teacher: TeacherDims, vocab: Vocab = Vocab(), seq_len: int = 128) -> float:
-    """The band measure of one architecture, in the paper convention."""
+    """The band measure of one architecture: ``gflops_exact`` for the network that runs (its real attention
+    width), the others in the paper convention."""
+    if measure == "gflops_exact":
+        return exact_gflops(arch, seq_len)
     if measure == "params":
         return paper_params(arch, teacher.heads, vocab)
     if measure == "nonembed_params":
@@ -167,12 +174,24 @@ def validate(subspaces: Sequence[SubSpace], teacher: TeacherDims) -> None:
     validate_disjoint(subspaces, teacher)
 
 
-def skipped_pairs(sub: SubSpace) -> int:
-    """Grid points dropped in the stock convention because H is not divisible by A."""
+def skipped_pairs(sub: SubSpace, head_size: int) -> int:
+    """Grid points that are not candidates in the stock convention (H != A x the teacher's head size): the
+    head count follows from the hidden size, so a grid of n hidden sizes and their n head counts has n x n
+    (A, H) pairs of which n are architectures."""
     if sub.convention != "stock":
         return 0
-    bad = sum(1 for A in sub.heads for H in sub.hidden if H % A)
+    bad = sum(1 for A in sub.heads for H in sub.hidden if H != A * head_size)
     return bad * len(sub.layers) * len(sub.mlp_ratio)
+
+
+def unused_values(sub: SubSpace, head_size: int) -> dict[str, list]:
+    """Listed values that yield no candidate at all (only possible for heads and hidden, in the stock
+    convention): a grid should have none."""
+    if sub.convention != "stock":
+        return {}
+    out = {"heads": [A for A in sub.heads if A * head_size not in sub.hidden],
+           "hidden": [H for H in sub.hidden if H % head_size or H // head_size not in sub.heads]}
+    return {k: v for k, v in out.items() if v}
 
 
 # ---------------------------------------------------------------------------------------------- explicit
@@ -241,7 +260,7 @@ def auto_partition(
     k: int,
     names: Sequence[str] | None = None,
     bands: Sequence[Sequence[float]] | None = None,
-    measure: str = "nonembed_params",
+    measure: str = "gflops_exact",
     values: Mapping[str, int] | None = None,
     convention: str = "stock",
     floors: Mapping[str, float] | None = None,
@@ -249,6 +268,7 @@ def auto_partition(
     tolerance: float = 0.15,
     vocab: Vocab = Vocab(),
     seq_len: int = 128,
+    prefer: str = "width",
 ) -> list[SubSpace]:
     """K disjoint sub-spaces derived from the teacher's shape (largest first); see the module docstring.
 
@@ -256,7 +276,11 @@ def auto_partition(
     :func:`default_bands`). ``values``: values per dimension (default 4 each). ``min_candidates``: a grid
     must keep at least this many valid architectures (or all of its grid points if fewer). ``tolerance``:
     grids whose band misfit (``|ln(lo/band_lo)| + |ln(hi/band_hi)|``) is within this of the best are
-    considered equally good, and the deepest / most compact / fullest of them is taken.
+    considered equally good, and among them ``prefer`` decides: ``width`` (default) takes the grid reaching
+    the widest hidden size, so that the band is met by fewer layers at (near) full width; ``depth`` the
+    deepest (the paper's grids keep depth and shrink width). In the ``stock`` convention the hidden lattice
+    steps by the teacher's head size and every hidden size brings its own head count (H / head size), so no
+    listed value is without a candidate.
     """
     if int(k) != k or k < 1:
         raise SearchSpaceError(f"K must be a positive integer, got {k!r}")
@@ -274,6 +298,8 @@ def auto_partition(
             raise SearchSpaceError(f"band {i} {[lo, hi]} must satisfy 0 < low < high")
         if i and hi > bands[i - 1][0]:
             raise SearchSpaceError(f"bands must be disjoint and ordered largest first: {list(bands[i - 1])} then {[lo, hi]}")
+    if prefer not in PREFER:
+        raise SearchSpaceError(f"unknown preference {prefer!r}; expected one of {PREFER}")
     values = {**DEFAULT_VALUES, **(values or {})}
     floors = {**DEFAULT_FLOORS, **(floors or {})}
     for key in DIMS:
@@ -281,13 +307,17 @@ def auto_partition(
             raise SearchSpaceError(f"values.{key} must be a positive integer, got {values[key]!r}")
 
     # The lattice: coarse even steps anchored at the teacher.
-    h_step = max(1, teacher.hidden // 24)
+    stock = convention == "stock"
+    h_step = teacher.head_size if stock else max(1, teacher.hidden // 24)
     r_top = Fraction(teacher.ffn, teacher.hidden)
     r_step = Fraction(1, 2) if (h_step % 2 == 0) else Fraction(1)
+    hidden_axis = _lattice(teacher.hidden, h_step, floors["hidden"] * teacher.hidden, 1)
     axes = {
         "layers": _lattice(teacher.layers, 1, floors["layers"] * teacher.layers, 1),
-        "heads": _lattice(teacher.heads, 1, floors["heads"] * teacher.heads, 1),
-        "hidden": _lattice(teacher.hidden, h_step, floors["hidden"] * teacher.hidden, 1),
+        # stock: one head count per hidden size (whole teacher heads, width = H)
+        "heads": ([h // teacher.head_size for h in hidden_axis] if stock
+                  else _lattice(teacher.heads, 1, floors["heads"] * teacher.heads, 1)),
+        "hidden": hidden_axis,
         "mlp_ratio": _lattice(r_top, r_step, Fraction(floors["mlp_ratio"]).limit_denominator(1000) * r_top,
                               Fraction(1, 10**6)),
     }
@@ -309,6 +339,9 @@ def auto_partition(
         return cache[key]
 
     wins = {key: _windows(len(axes[key]), int(values[key])) for key in DIMS}
+    # (heads window, hidden window) pairs: stock ties the heads to the hidden sizes (same lattice index)
+    width_windows = ([(ih, wH, ih, wH) for ih, wH in enumerate(wins["hidden"])] if stock else
+                     [(ia, wA, ih, wH) for ia, wA in enumerate(wins["heads"]) for ih, wH in enumerate(wins["hidden"])])
     # cost of every lattice point, as a fraction of the teacher's
     table = np.array([[[[cost(iL, iA, iH, iR) for iR in range(len(axes["mlp_ratio"]))]
                         for iH in range(len(axes["hidden"]))]
@@ -328,31 +361,30 @@ def auto_partition(
     ceiling = math.inf  # the previous sub-space's lowest cost: this one must stay strictly below
     for name, (b_lo, b_hi) in zip(names, bands):
         blocks = []
-        for ia, wA in enumerate(wins["heads"]):
-            for ih, wH in enumerate(wins["hidden"]):
-                # the (A, H) pairs that give valid architectures; the cost is monotone in L and R, so the
-                # range of the grid is the min / max over these pairs at its lowest / highest L and R
-                valid_pairs = [(a, h) for a in wA for h in wH
-                               if convention != "stock" or axes["hidden"][h] % axes["heads"][a] == 0]
-                if not valid_pairs:
-                    continue
-                a_idx = np.array([a for a, _ in valid_pairs]); h_idx = np.array([h for _, h in valid_pairs])
-                pair_costs = table[:, a_idx, h_idx, :]  # [L, pairs, R]
-                lo = pair_costs.min(axis=1)[L_first[:, None], R_first[None, :]]
-                hi = pair_costs.max(axis=1)[L_last[:, None], R_last[None, :]]
-                total = len(wA) * len(wH) * sizes
-                valid = len(valid_pairs) * sizes
-                ok = (valid >= np.minimum(min_candidates, total)) & (hi < ceiling)
-                if not ok.any():
-                    continue
-                li, ri = np.nonzero(ok)
-                blocks.append(dict(
-                    li=li, ri=ri, ia=np.full(len(li), ia), ih=np.full(len(li), ih),
-                    misfit=np.abs(np.log(lo[li, ri] / b_lo)) + np.abs(np.log(hi[li, ri] / b_hi)),
-                    skipped=(total - valid)[li, ri],
-                    stride=_stride(wA) + _stride(wH) + R_stride[ri],
-                    top_heads=np.full(len(li), axes["heads"][wA[-1]]),
-                ))
+        for ia, wA, ih, wH in width_windows:
+            # the (A, H) pairs that give valid architectures; the cost is monotone in L and R, so the
+            # range of the grid is the min / max over these pairs at its lowest / highest L and R
+            valid_pairs = [(a, h) for a in wA for h in wH if not stock or a == h]
+            if not valid_pairs:
+                continue
+            a_idx = np.array([a for a, _ in valid_pairs]); h_idx = np.array([h for _, h in valid_pairs])
+            pair_costs = table[:, a_idx, h_idx, :]  # [L, pairs, R]
+            lo = pair_costs.min(axis=1)[L_first[:, None], R_first[None, :]]
+            hi = pair_costs.max(axis=1)[L_last[:, None], R_last[None, :]]
+            total = (1 if stock else len(wA)) * len(wH) * sizes  # stock: the heads are tied, not a dimension
+            valid = len(valid_pairs) * sizes
+            ok = (valid >= np.minimum(min_candidates, total)) & (hi < ceiling)
+            if not ok.any():
+                continue
+            li, ri = np.nonzero(ok)
+            blocks.append(dict(
+                li=li, ri=ri, ia=np.full(len(li), ia), ih=np.full(len(li), ih),
+                misfit=np.abs(np.log(lo[li, ri] / b_lo)) + np.abs(np.log(hi[li, ri] / b_hi)),
+                skipped=(total - valid)[li, ri],
+                stride=_stride(wA) + _stride(wH) + R_stride[ri],
+                top_heads=np.full(len(li), axes["heads"][wA[-1]]),
+                top_hidden=np.full(len(li), axes["hidden"][wH[-1]]),
+            ))
         if not blocks:
             raise SearchSpaceError(
                 f"auto partition: no grid for sub-space {name!r} (band {[b_lo, b_hi]} of the teacher's {measure}) "
@@ -361,15 +393,17 @@ def auto_partition(
         c = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
         keep = c["misfit"] <= c["misfit"].min() + tolerance
         c = {key: v[keep] for key, v in c.items()}
-        # contiguous layers, depth kept before width (deepest), then compact width grids, then fewest
-        # stock-skipped pairs, then the best fit, then the widest heads / MLP ratio (np.lexsort: last key first)
+        # contiguous layers, then width kept before depth (widest hidden, then deepest) or depth before width,
+        # then compact width grids, then fewest stock-skipped pairs, then the best fit, then the widest heads /
+        # MLP ratio (np.lexsort: last key first)
+        first = (-L_top[c["li"]], -c["top_hidden"]) if prefer == "width" else (-L_top[c["li"]],)
         order = np.lexsort((
             -R_top[c["ri"]], -c["top_heads"], np.round(c["misfit"], 6), c["skipped"], c["stride"],
-            -L_top[c["li"]], L_stride[c["li"]],
+            *first, L_stride[c["li"]],
         ))
         j = order[0]
-        idx = (wins["layers"][c["li"][j]], wins["heads"][c["ia"][j]], wins["hidden"][c["ih"][j]],
-               wins["mlp_ratio"][c["ri"][j]])
+        idx = (wins["layers"][c["li"][j]], wins["hidden" if stock else "heads"][c["ia"][j]],
+               wins["hidden"][c["ih"][j]], wins["mlp_ratio"][c["ri"][j]])
         grid = {key: [axes[key][i] for i in w] for key, w in zip(DIMS, idx)}
         sub = _subspace(name, grid, convention)
         subspaces.append(sub)
@@ -389,18 +423,21 @@ def _ratio_json(r: str):
 def describe(subspaces: Sequence[SubSpace], teacher: TeacherDims, seq_len: int = 128, vocab: Vocab = Vocab()) -> dict:
     """Per sub-space: the grid, the FFN sizes, candidate and skipped counts, largest/smallest, cost bands.
 
-    Costs in the paper convention; ``*_frac`` are fractions of the teacher in the same convention.
+    Costs in the paper convention and, for GFLOPs, the exact one (the network that runs); ``*_frac`` are
+    fractions of the teacher in the same convention.
     """
     t_arch = teacher.as_arch()
     t_params = paper_params(t_arch, teacher.heads, vocab)
     t_gflops = paper_gflops(t_arch, seq_len, teacher.heads)
     t_nonemb = measure_of(t_arch, "nonembed_params", teacher, vocab, seq_len)
+    t_exact = exact_gflops(t_arch, seq_len)
     out = {}
     for sub in subspaces:
         cands = sub.candidates(teacher)
         params = [paper_params(a, teacher.heads, vocab) for a in cands]
         gflops = [paper_gflops(a, seq_len, teacher.heads) for a in cands]
         nonemb = [measure_of(a, "nonembed_params", teacher, vocab, seq_len) for a in cands]
+        exact = [exact_gflops(a, seq_len) for a in cands]
         out[sub.name] = {
             "layers": list(sub.layers),
             "heads": list(sub.heads),
@@ -408,7 +445,8 @@ def describe(subspaces: Sequence[SubSpace], teacher: TeacherDims, seq_len: int =
             "mlp_ratio": [_ratio_json(r) for r in sub.mlp_ratio],
             "ffn": sorted({a.ffn for a in cands}),
             "candidates": len(cands),
-            "skipped": skipped_pairs(sub),
+            "skipped": skipped_pairs(sub, teacher.head_size),
+            "unused_values": unused_values(sub, teacher.head_size),
             "largest": sub.largest(teacher).to_dict(),
             "smallest": sub.smallest(teacher).to_dict(),
             "params_paper": [min(params), max(params)],
@@ -416,6 +454,8 @@ def describe(subspaces: Sequence[SubSpace], teacher: TeacherDims, seq_len: int =
             "params_frac": [min(params) / t_params, max(params) / t_params],
             "nonembed_params_frac": [min(nonemb) / t_nonemb, max(nonemb) / t_nonemb],
             "gflops_frac": [min(gflops) / t_gflops, max(gflops) / t_gflops],
+            "gflops_exact": [min(exact), max(exact)],
+            "gflops_exact_frac": [min(exact) / t_exact, max(exact) / t_exact],
         }
     return out
 
@@ -434,6 +474,7 @@ def teacher_summary(teacher: TeacherDims, source: str, seq_len: int = 128, vocab
         "type_vocab_size": vocab.token_types,
         "params_paper": paper_params(arch, teacher.heads, vocab),
         "gflops_paper": paper_gflops(arch, seq_len, teacher.heads),
+        "gflops_exact": exact_gflops(arch, seq_len),
         "seq_len": seq_len,
     }
 

@@ -38,7 +38,8 @@ from .io import InputError
 from .space import Arch
 
 CONVENTIONS = ("paper", "exact")
-LIMITS = ("max_params", "max_gflops", "max_latency_ms")
+LIMITS = ("max_params", "max_gflops", "max_latency_ms", "max_params_frac", "max_gflops_frac")
+FRACTIONS = {"max_params_frac": "max_params", "max_gflops_frac": "max_gflops"}
 
 
 class NoFitError(InputError):
@@ -48,12 +49,19 @@ class NoFitError(InputError):
 # ------------------------------------------------------------------------------------------- budgets
 @dataclass(frozen=True)
 class Budget:
-    """One named budget; ``None`` means no limit on that dimension."""
+    """One named budget; ``None`` means no limit on that dimension.
+
+    ``max_params_frac`` / ``max_gflops_frac`` are fractions of the teacher's own cost (same convention), so
+    that a budget follows the teacher; :meth:`resolve` turns them into absolute limits (the tighter one
+    wins where both are given).
+    """
 
     name: str
     max_params: float | None = None
     max_gflops: float | None = None
     max_latency_ms: float | None = None
+    max_params_frac: float | None = None
+    max_gflops_frac: float | None = None
 
     @classmethod
     def from_params(cls, name: str, d, where: str = "params.yaml: search.budgets") -> "Budget":
@@ -82,6 +90,18 @@ class Budget:
     def needs_latency(self) -> bool:
         return self.max_latency_ms is not None
 
+    def resolve(self, teacher_row: Mapping, convention: str = "paper") -> "Budget":
+        """Absolute limits: each fraction times the teacher's cost in ``convention`` (``teacher_row`` holds
+        ``params_<convention>`` and ``gflops_<convention>``, as a :func:`cost_row`)."""
+        limits = {"max_params": self.max_params, "max_gflops": self.max_gflops}
+        for frac_key, key in FRACTIONS.items():
+            frac = getattr(self, frac_key)
+            if frac is not None:
+                value = frac * teacher_row[f"{key.removeprefix('max_')}_{convention}"]
+                limits[key] = value if limits[key] is None else min(limits[key], value)
+        return Budget(self.name, limits["max_params"], limits["max_gflops"], self.max_latency_ms,
+                      self.max_params_frac, self.max_gflops_frac)
+
     def fits_static(self, row: Mapping, convention: str = "paper") -> bool:
         """Params and GFLOPs limits (latency is checked separately, it has to be measured)."""
         if self.max_params is not None and row[f"params_{convention}"] > self.max_params:
@@ -92,6 +112,12 @@ class Budget:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in LIMITS if getattr(self, k) is not None}
+
+    def fits(self, row: Mapping, convention: str = "paper") -> bool:
+        """Params, GFLOPs and (where measured) latency limits."""
+        if not self.fits_static(row, convention):
+            return False
+        return not self.needs_latency or (row.get("latency_ms") is not None and row["latency_ms"] <= self.max_latency_ms)
 
     def describe(self) -> str:
         return ", ".join(f"{k} {v:g}" for k, v in self.to_dict().items())
@@ -173,10 +199,12 @@ def cost_row(arch: Arch, seq_len: int, teacher_heads: int, vocab: Vocab) -> dict
 
 
 def score_candidates(superlm, heldout, archs: Sequence[Arch], seq_len: int = 128,
-                     progress: bool = True, log: Callable[[dict, int], None] | None = None) -> list[dict]:
-    """One row per candidate: :func:`cost_row` plus the held-out ``loss`` and the ``seconds`` it took.
+                     progress: bool = True, log: Callable[[dict, int], None] | None = None,
+                     criterion: str = "relation") -> list[dict]:
+    """One row per candidate: :func:`cost_row`, every held-out criterion (``loss_relation``, ``loss_hidden``,
+    ``loss_distill``), the ranking ``loss`` (= ``loss_<criterion>``) and the ``seconds`` it took.
 
-    ``heldout`` is a :class:`autodistil.distill.HeldOut` (teacher projections computed once); every candidate
+    ``heldout`` is a :class:`autodistil.distill.HeldOut` (teacher targets computed once); every candidate
     is scored in eval mode. Rows are in the order of ``archs``.
     """
     cfg = superlm.config
@@ -189,9 +217,10 @@ def score_candidates(superlm, heldout, archs: Sequence[Arch], seq_len: int = 128
         it = tqdm(archs, desc="candidates", unit="arch")
     for i, arch in enumerate(it):
         t0 = time.perf_counter()
-        loss = heldout.loss(superlm, arch)
+        losses = heldout.losses(superlm, arch)
+        loss = losses[criterion]
         row = {**cost_row(arch, seq_len, cfg.relation_heads, vocab), "loss": loss,
-               "seconds": time.perf_counter() - t0}
+               **{f"loss_{k}": v for k, v in losses.items()}, "seconds": time.perf_counter() - t0}
         rows.append(row)
         if log is not None:
             log({"candidate_loss": loss, "candidate_seconds": row["seconds"]}, i)
@@ -328,8 +357,8 @@ def mark_chosen(rows: list[dict], chosen: Mapping[str, dict]) -> None:
 
 
 CSV_COLUMNS = ["subspace", "arch", "layers", "heads", "hidden", "ffn", "head_size", "mlp_ratio", "params_paper",
-               "gflops_paper", "params_exact", "gflops_exact", "loss", "latency_ms", "proxy_score", "chosen",
-               "seconds"]
+               "gflops_paper", "params_exact", "gflops_exact", "loss", "loss_relation", "loss_hidden", "loss_distill",
+               "latency_ms", "proxy_score", "chosen", "seconds"]
 
 
 def write_csv(path, rows: Sequence[Mapping], subspace: str) -> None:

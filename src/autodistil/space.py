@@ -1,12 +1,14 @@
 """The student search space: architectures as integers, sub-space grids, validation.
 
 An architecture is homogeneous (every layer has the same shape) and fully described by integers:
-layers L, heads A, hidden size H, FFN size F and the attention head size. The attention width is
-A * head_size. Two conventions fix the head size:
+layers L, heads A, hidden size H, FFN size F and the attention head size. A student always keeps the
+teacher's head size d, so that its heads are whole teacher heads (the paper, section 3.1: "retains the
+dimension of each head"; DynaBERT, Minitron and Sheared-LLaMA do the same). The attention width is A * d.
+Two conventions tie the width to H or not:
 
-- ``stock``: head size = H / A, so the attention width equals H and every student is a stock BERT;
-- ``fixed_head``: head size = the teacher's, so the width A * head_size is decoupled from H
-  (the authors' code).
+- ``stock``: the attention width equals H, i.e. H = A * d: the head count follows from the hidden size and
+  every student is a stock BERT (``BertModel`` loads it);
+- ``fixed_head``: the width A * d is decoupled from H (the authors' code; a custom model type).
 
 MLP ratios such as 3.5 appear in grids for readability, but are turned into integer FFN sizes at once
 with exact rational arithmetic: float multipliers produced H=543 instead of 544 in the authors' code.
@@ -107,16 +109,14 @@ def make_arch(
     for key, value in (("layers", layers), ("heads", heads), ("hidden", hidden)):
         if int(value) != value or value <= 0:
             raise SearchSpaceError(f"{key}={value!r} must be a positive integer")
-    if convention == "stock":
-        if hidden % heads:
-            raise SearchSpaceError(
-                f"hidden {hidden} is not divisible by heads {heads} (stock convention needs head size H/A)"
-            )
-        head_size = hidden // heads
-    elif convention == "fixed_head":
-        head_size = teacher.head_size
-    else:
+    if convention not in CONVENTIONS:
         raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
+    head_size = teacher.head_size
+    if convention == "stock" and hidden != heads * head_size:
+        raise SearchSpaceError(
+            f"hidden {hidden} != heads {heads} x the teacher's head size {head_size} (the stock convention keeps "
+            f"whole teacher heads and an attention width equal to the hidden size)"
+        )
     arch = Arch(int(layers), int(heads), int(hidden), ffn_size(hidden, mlp_ratio), head_size)
     check_within_teacher(arch, teacher)
     return arch
@@ -178,12 +178,12 @@ class SubSpace:
     def candidates(self, teacher: TeacherDims) -> list[Arch]:
         """Every valid architecture of the grid, sorted. Raises if the grid exceeds the teacher or is empty.
 
-        In the stock convention a (H, A) pair with H not divisible by A is skipped, not an error, as long
+        In the stock convention a (H, A) pair with H != A * head size is skipped, not an error, as long
         as the grid keeps some candidates: grids are written per dimension and cannot exclude single pairs.
         """
         archs, skipped = [], []
         for L, A, H, R in itertools.product(self.layers, self.heads, self.hidden, self.mlp_ratio):
-            if self.convention == "stock" and H % A:
+            if self.convention == "stock" and H != A * teacher.head_size:
                 skipped.append((H, A))
                 continue
             try:
@@ -191,7 +191,8 @@ class SubSpace:
             except SearchSpaceError as e:
                 raise SearchSpaceError(f"sub-space {self.name!r}: {e}") from None
         if not archs:
-            why = f" (no hidden size is divisible by any head count: {sorted(set(skipped))[:4]}...)" if skipped else ""
+            why = (f" (no hidden size equals heads x the teacher's head size {teacher.head_size}: "
+                   f"{sorted(set(skipped))[:4]}...)" if skipped else "")
             raise SearchSpaceError(f"sub-space {self.name!r} has an empty grid{why}")
         return sorted(set(archs))
 

@@ -72,6 +72,7 @@ class QKV(NamedTuple):
 class SuperLMOutput(NamedTuple):
     last_hidden_state: torch.Tensor | None  # None when the forward stopped at the distilled layer
     qkv: QKV | None
+    hidden: torch.Tensor | None = None  # output of the distilled layer (when asked for)
 
 
 class ElasticEmbeddings(nn.Module):
@@ -189,12 +190,14 @@ class SuperLM(nn.Module):
         arch: Arch | None = None,
         distill_layer: int | None = -1,
         stop_at_distill_layer: bool = False,
+        distill_hidden: bool = False,
     ) -> SuperLMOutput:
         """Run the sub-network ``arch`` (default: the active one).
 
         ``distill_layer`` indexes the student's own layers (-1 = its last); the Q/K/V of that layer are
-        returned. With ``stop_at_distill_layer`` the forward ends right after those projections: the rest
-        of the network cannot influence a loss on them, so training skips it.
+        returned, and with ``distill_hidden`` its output hidden state too. With ``stop_at_distill_layer`` the
+        forward ends right after what is distilled (the projections, or the layer's output): the rest of
+        the network cannot influence a loss on them, so training skips it.
         """
         arch = arch or self.active
         if arch is None:
@@ -209,17 +212,21 @@ class SuperLM(nn.Module):
         layers = self.layer_indices(arch)
         target = None if distill_layer is None else range(arch.layers)[distill_layer]
         x = self.embeddings(input_ids, token_type_ids, arch.hidden)
-        qkv = None
+        qkv = hidden = None
         for i, idx in enumerate(layers):
             layer = self.encoder.layer[idx]
             if i == target:
                 qkv = layer.project_qkv(x, arch)
-                if stop_at_distill_layer:
+                if stop_at_distill_layer and not distill_hidden:
                     return SuperLMOutput(None, qkv)
                 x = layer(x, key_mask, arch, qkv)
+                if distill_hidden:
+                    hidden = x
+                    if stop_at_distill_layer:
+                        return SuperLMOutput(None, qkv, hidden)
             else:
                 x = layer(x, key_mask, arch)
-        return SuperLMOutput(x, qkv)
+        return SuperLMOutput(x, qkv, hidden)
 
     # -- weights -----------------------------------------------------------------------------------
     def sliced_state_dict(self, arch: Arch, target_shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:

@@ -32,9 +32,10 @@ from .distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
 from .io import InputError, atomic_path
 from .space import Arch, TeacherDims
 from .superlm import SuperLM
-from .teacher import teacher_qkv
+from .teacher import teacher_targets
 
 SAMPLING = ("sandwich", "uniform")
+INIT_ORDERS = ("importance", "leading")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class TrainConfig:
     loss: str = "kl"
     teacher_layer: int = -1
     student_layer: int = -1
+    hidden_weight: float = 0.0  # weight of the hidden-state term (0: the paper's relation loss alone)
+    init_order: str = "importance"  # importance (permute the teacher before slicing) | leading (the paper)
+    calibration_blocks: int = 64  # corpus blocks the importance is measured on
     sampling: str = "sandwich"  # sandwich: largest + smallest + n random | uniform: n random
     num_random: int = 2
     batch_size: int = 32  # global sequences per step (all ranks together)
@@ -82,13 +86,17 @@ class TrainConfig:
             raise InputError(f"{where}.loss: expected 'kl' or 'mse', got {cfg.loss!r}")
         if (cfg.max_steps is None) == (cfg.max_tokens is None):
             raise InputError(f"{where}: set exactly one of max_steps and max_tokens")
+        if cfg.init_order not in INIT_ORDERS:
+            raise InputError(f"{where}.init_order: expected one of {INIT_ORDERS}, got {cfg.init_order!r}")
+        if cfg.hidden_weight < 0:
+            raise InputError(f"{where}.hidden_weight: expected a number >= 0, got {cfg.hidden_weight}")
         if cfg.depth_rule not in ("strided", "first_k"):
             raise InputError(f"{where}.depth_rule: expected 'strided' or 'first_k', got {cfg.depth_rule!r}")
         if cfg.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"{where}.device: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{where}.device is 'cuda' but no CUDA device is available")
-        for key in ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size"):
+        for key in ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "calibration_blocks"):
             if getattr(cfg, key) < 1:
                 raise InputError(f"{where}.{key}: expected a positive integer, got {getattr(cfg, key)}")
         if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
@@ -105,7 +113,7 @@ class TrainConfig:
         return int(steps)
 
     def spec(self, relation_heads: int) -> DistillSpec:
-        return DistillSpec(self.loss, self.teacher_layer, self.student_layer, relation_heads)
+        return DistillSpec(self.loss, self.teacher_layer, self.student_layer, relation_heads, self.hidden_weight)
 
 
 def _coerce(key: str, value, annotation: str):
@@ -272,9 +280,12 @@ class TrainResult:
     tokens_per_second: float
 
 
-def _macs_to_distilled_layer(arch: Arch, seq_len: int) -> float:
-    """Multiply-accumulates per sequence of a training forward that stops at the last layer's Q/K/V."""
+def _macs_to_distilled_layer(arch: Arch, seq_len: int, whole_layer: bool = False) -> float:
+    """Multiply-accumulates per sequence of a training forward that stops at the last layer's Q/K/V (or,
+    with ``whole_layer``, after that layer: the hidden-state term needs its output)."""
     full = exact_gflops(arch, seq_len) * 1e9 - arch.hidden ** 2  # no pooler
+    if whole_layer:
+        return full
     last_layer_rest = full / arch.layers - 3 * seq_len * arch.hidden * arch.attention_width
     return full - last_layer_rest
 
@@ -324,7 +335,8 @@ def train_superlm(
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     peak = peak_tflops(cfg, device)
-    teacher_macs = _macs_to_distilled_layer(TeacherDims.from_config(teacher.config).as_arch(), seq_len)
+    teacher_macs = _macs_to_distilled_layer(TeacherDims.from_config(teacher.config).as_arch(), seq_len,
+                                            spec.uses_hidden)
 
 
     bar = tqdm(range(start, total), initial=start, total=total, desc="superlm", disable=not (progress and d.master))
@@ -342,7 +354,8 @@ def train_superlm(
         for m, micro_rows in enumerate(micro):
             batch = blocks_to_batch(blocks[micro_rows], device)
             with autocast:  # the teacher runs once per (micro-)batch, for every sampled sub-network
-                target = teacher_qkv(teacher, batch["input_ids"], batch["attention_mask"], spec.teacher_layer)
+                target = teacher_targets(teacher, batch["input_ids"], batch["attention_mask"], spec.teacher_layer,
+                                         hidden=spec.uses_hidden)
             for i, arch in enumerate(archs):
                 last = m == len(micro) - 1 and i == len(archs) - 1
                 # all but the last backward of the step skip DDP's all-reduce; gradients accumulate locally
@@ -361,8 +374,8 @@ def train_superlm(
         n_tokens = cfg.batch_size * seq_len
         tokens_done += n_tokens
         window_tokens += n_tokens
-        window_flops += 2 * n_tokens / seq_len * (teacher_macs + 3 * sum(_macs_to_distilled_layer(a, seq_len)
-                                                                          for a in archs))
+        window_flops += 2 * n_tokens / seq_len * (teacher_macs + 3 * sum(
+            _macs_to_distilled_layer(a, seq_len, spec.uses_hidden) for a in archs))
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
             if d.world > 1:
                 dist.all_reduce(losses)
@@ -397,4 +410,5 @@ def probe_candidates(candidates: Sequence[Arch], largest: Arch, smallest: Arch) 
 
 
 def heldout_report(superlm: SuperLM, heldout: HeldOut, probes: dict[str, Arch]) -> dict[str, float]:
-    return {name: heldout.loss(superlm, arch) for name, arch in probes.items()}
+    """The held-out relation loss of each probe (the paper's figure, comparable across objectives)."""
+    return {name: heldout.loss(superlm, arch, "relation") for name, arch in probes.items()}
