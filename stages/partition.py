@@ -50,6 +50,19 @@ def _teacher(source: str):
         raise InputError(f"teacher.source {source!r}: cannot read the teacher's config ({msg})") from None
 
 
+def _bands(bands, where: str):
+    """``null`` or a list of ``[low, high]`` fractions (float(): DVC writes small floats back as 5e-05, which
+    YAML 1.1 reads as a string)."""
+    if bands is None:
+        return None
+    try:
+        if not isinstance(bands, list) or not all(isinstance(b, list) and len(b) == 2 for b in bands):
+            raise ValueError
+        return [[float(x) for x in b] for b in bands]
+    except (TypeError, ValueError):
+        raise InputError(f"{where} must be null or a list of [low, high] fractions, got {bands!r}") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -112,17 +125,9 @@ def main() -> None:
                 bad = sorted(set(auto.get(key) or {}) - set(DIMS))
                 if bad:
                     raise InputError(f"{src}: partition.auto.{key} has unknown dimensions {bad}; expected {DIMS}")
-            bands = auto.get("bands")
-            if bands is not None:
-                try:  # float(): DVC writes small floats back as 5e-05, which YAML 1.1 reads as a string
-                    if not isinstance(bands, list) or not all(isinstance(b, list) and len(b) == 2 for b in bands):
-                        raise ValueError
-                    bands = [[float(x) for x in b] for b in bands]
-                except (TypeError, ValueError):
-                    raise InputError(f"{src}: partition.auto.bands must be null or a list of [low, high] fractions, "
-                                     f"got {auto.get('bands')!r}") from None
-            measure = auto.get("measure", "gflops_exact")
-            prefer = auto.get("prefer", "width")
+            bands = _bands(auto.get("bands"), f"{src}: partition.auto.bands")
+            measure = auto.get("measure", "nonembed_params")
+            prefer = auto.get("prefer", "depth")
             if prefer not in part.PREFER:
                 raise InputError(f"{src}: partition.auto.prefer must be one of {list(part.PREFER)}, got {prefer!r}")
             if measure not in part.MEASURES:
@@ -140,8 +145,22 @@ def main() -> None:
                 bands=bands, measure=measure, values=auto.get("values"), convention=convention,
                 floors=auto.get("floors"), min_candidates=int(auto.get("min_candidates", 8)),
                 tolerance=float(auto.get("tolerance", 0.15)), vocab=vocab, seq_len=seq_len, prefer=prefer)
+        elif mode == "band":
+            if k is None:
+                raise InputError(f"{src}: missing key 'partition.k' (the number of sub-spaces, band mode)")
+            band = get("band", {}) or {}
+            if not isinstance(band, dict) or sorted(set(band) - {"bands", "floors"}):
+                raise InputError(f"{src}: partition.band must be a mapping with bands and floors, got {band!r}")
+            bands = _bands(band.get("bands"), f"{src}: partition.band.bands")
+            floors = band.get("floors") or {}
+            if not isinstance(floors, dict) or sorted(set(floors) - set(DIMS)):
+                raise InputError(f"{src}: partition.band.floors must map some of {', '.join(DIMS)} to fractions")
+            settings.update({"bands": bands if bands is not None else [list(b) for b in part.BAND_BANDS],
+                             "floors": {**part.DEFAULT_FLOORS, **floors}})
+            subs = part.band_partition(teacher, k, names=names if len(names) == k else None, bands=bands,
+                                       convention=convention, floors=floors, seq_len=seq_len)
         else:
-            raise InputError(f"{src}: partition.mode must be 'auto' or 'explicit', got {mode!r}")
+            raise InputError(f"{src}: partition.mode must be 'band', 'auto' or 'explicit', got {mode!r}")
         produced = [s.name for s in subs]
         if produced != names:
             raise InputError(f"{src}: partition.names {names} does not match the sub-spaces produced {produced}; "

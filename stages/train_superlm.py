@@ -99,14 +99,16 @@ def main() -> None:
         provenance={"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus),
                     "init_order": cfg.init_order},
     )
-    order = None
-    if cfg.init_order == "importance":  # leading slices then keep the teacher's most important parts
+    order = importance = ranking = None
+    if cfg.init_order == "importance" or cfg.depth_rule == "importance":
         from autodistil.importance import Order, apply_order, calibration_blocks, measure_importance
 
         importance = measure_importance(teacher, calibration_blocks(blocks, cfg.calibration_blocks, cfg.seed))
+        ranking = importance.layer_ranking()
+    if cfg.init_order == "importance":  # leading slices then keep the teacher's most important parts
         order = Order.of(importance)
         apply_order(teacher, order)  # the distillation targets come from the same (permuted) teacher
-    superlm = SuperLM.from_teacher(teacher, superlm_cfg).to(device)
+    superlm = SuperLM.from_teacher(teacher, superlm_cfg, ranking).to(device)
     sampler = SubnetSampler(candidates, largest, smallest, cfg.sampling, cfg.num_random, cfg.seed)
     probes = probe_candidates(candidates, largest, smallest)
     ckpt_dir = Path(args.checkpoints) / args.subspace

@@ -11,7 +11,7 @@ from autodistil.importance import (Order, apply_order, calibration_blocks, measu
 from autodistil.space import Arch, Envelope, TeacherDims
 from autodistil.superlm import SuperLM, SuperLMConfig
 
-from .tiny import VOCAB, padded_batch, tiny_teacher
+from tiny import VOCAB, padded_batch, tiny_teacher
 
 
 def _blocks(n=12, length=16, seed=3, vocab=VOCAB):

@@ -124,27 +124,60 @@ def _check_auto(subs, teacher, k, measure="gflops_exact"):
     return d
 
 
-def test_auto_minilm_cpu_default():
-    """The CPU default: stock students of whole 32-wide heads, exact-GFLOPs bands, width before depth."""
-    subs = part.auto_partition(MINILM, 3, values=CPU_VALUES)
+def test_auto_minilm_stock_whole_heads():
+    """The auto (product-grid) partition of MiniLM: stock students of whole 32-wide heads, exact-GFLOPs bands."""
+    values = {"layers": 4, "heads": 4, "hidden": 3, "mlp_ratio": 2}
+    subs = part.auto_partition(MINILM, 3, values=values, floors={"layers": 0.16}, measure="gflops_exact",
+                               prefer="width")
     d = _check_auto(subs, MINILM, 3)
     grids = {n: (s["layers"], s["heads"], s["hidden"], s["mlp_ratio"], s["candidates"]) for n, s in d.items()}
     assert grids == {
-        "base": ([3, 4, 5], [10, 11, 12], [320, 352, 384], [2.5, 3], 18),
-        "small": ([2, 3, 4], [6, 7, 8], [192, 224, 256], [2, 2.5], 18),
-        "tiny": ([2, 3, 4], [2, 3, 4], [64, 96, 128], [2, 2.5], 18),
+        "base": ([3, 4, 5, 6], [10, 11, 12], [320, 352, 384], [3.5, 4], 24),
+        "small": ([2, 3, 4, 5], [6, 7, 8], [192, 224, 256], [2.5, 3], 24),
+        "tiny": ([1, 2, 3, 4], [2, 3, 4], [64, 96, 128], [2, 2.5], 24),
     }
     for s in subs:  # whole heads: hidden = heads x 32, each hidden size with its own head count
         assert all(a.hidden == 32 * a.heads for a in s.candidates(MINILM))
         assert [h // 32 for h in s.hidden] == list(s.heads)
-    # every band holds its default budget (50 %, 15 %, 4 % of the teacher's exact GFLOPs) inside its range
-    for name, budget in (("base", 0.5), ("small", 0.15), ("tiny", 0.04)):
-        lo, hi = d[name]["gflops_exact_frac"]
-        assert lo < budget < hi, name
-    # width before depth: the base grid reaches the teacher's width with fewer layers
-    assert d["base"]["hidden"][-1] == MINILM.hidden and d["base"]["layers"][-1] < MINILM.layers
-    depth = part.describe(part.auto_partition(MINILM, 3, values=CPU_VALUES, prefer="depth"), MINILM)
+    # width before depth: the base grid reaches the teacher's width; depth first keeps the teacher's depth
+    assert d["base"]["hidden"][-1] == MINILM.hidden
+    depth = part.describe(part.auto_partition(MINILM, 3, values=CPU_VALUES, measure="nonembed_params",
+                                              prefer="depth"), MINILM)
     assert depth["base"]["layers"][-1] == MINILM.layers and depth["base"]["hidden"][-1] < MINILM.hidden
+
+
+@pytest.mark.parametrize("teacher", [MINILM, BERT_BASE], ids=["minilm", "bert-base"])
+def test_band_partition_spans_depth_and_width_at_equal_cost(teacher):
+    """The CPU default: every lattice point in (0.30, 0.50], (0.075, 0.15], (0.02, 0.04] of the teacher's exact
+    GFLOPs; each sub-space holds students from shallow and wide to deep and narrow, all of whole heads."""
+    from autodistil.cost import exact_gflops
+
+    subs = part.band_partition(teacher, 3, floors={"layers": 0.16})
+    d = _check_auto(subs, teacher, 3)
+    full = exact_gflops(teacher.as_arch())
+    for sub, (lo, hi) in zip(subs, part.BAND_BANDS):
+        cands = sub.candidates(teacher)
+        fracs = [exact_gflops(a) / full for a in cands]
+        assert lo < min(fracs) and max(fracs) <= hi
+        assert all(a.hidden == a.heads * teacher.head_size for a in cands)
+        depths = {a.layers for a in cands}
+        assert len(depths) >= 4, sub.name  # several depths at the same cost
+        # the shallowest candidate is wider than the deepest one
+        assert max(a.hidden for a in cands if a.layers == min(depths)) > max(a.hidden for a in cands
+                                                                             if a.layers == max(depths))
+    # the whole lattice in the band, nothing else: the tiny band of MiniLM keeps one layer at 192 wide
+    if teacher is MINILM:
+        assert d["tiny"]["candidates"] == 36 and "L1-A6-H192-F576" in {a.name for a in subs[2].candidates(MINILM)}
+    # the band survives the round trip through subspaces.json
+    doc = part.subspaces_document(subs, teacher, "t", "stock")
+    assert doc["subspaces"]["base"]["band"] == [0.3, 0.5]
+
+
+def test_band_partition_errors():
+    with pytest.raises(SearchSpaceError, match="no candidate of the lattice in band"):
+        part.band_partition(MINILM, 3, bands=[[0.3, 0.5], [0.075, 0.15], [0.0001, 0.001]])
+    with pytest.raises(SearchSpaceError, match="disjoint and ordered"):
+        part.band_partition(MINILM, 2, bands=[[0.3, 0.5], [0.1, 0.4]])
 
 
 def test_auto_bert_base_follows_the_paper():
@@ -160,25 +193,26 @@ def test_auto_bert_base_follows_the_paper():
 
 @pytest.mark.parametrize("prefer", ["width", "depth"])
 def test_auto_bert_base_stock_whole_heads(prefer):
-    subs = part.auto_partition(BERT_BASE, 3, prefer=prefer)
-    d = _check_auto(subs, BERT_BASE, 3)
+    # whole 64-wide heads put hidden on a lattice twice as coarse as the paper's (H/24 = 32): 2 values of H
+    subs = part.auto_partition(BERT_BASE, 3, prefer=prefer, values={"layers": 4, "heads": 4, "hidden": 2, "mlp_ratio": 4})
+    d = _check_auto(subs, BERT_BASE, 3, "nonembed_params")
     for s in subs:
         assert all(h % 64 == 0 for h in s.hidden) and [h // 64 for h in s.hidden] == list(s.heads)
-    for name, budget in (("base", 0.5), ("small", 0.15), ("tiny", 0.04)):
-        lo, hi = d[name]["gflops_exact_frac"]
-        assert lo < budget < hi, name
+    layers = {n: s["layers"] for n, s in d.items()}
+    assert (layers["base"][-1] == 12) == (prefer == "depth")
 
 
 @pytest.mark.parametrize("teacher", [MINILM, BERT_BASE], ids=["minilm", "bert-base"])
 def test_auto_k1_one_shot(teacher):
     values = CPU_VALUES if teacher is MINILM else None
-    (sub,) = part.auto_partition(teacher, 1, values=values)
+    convention = "stock" if teacher is MINILM else "fixed_head"
+    (sub,) = part.auto_partition(teacher, 1, values=values, convention=convention)
     assert sub.name == "all"
-    d = _check_auto([sub], teacher, 1)["all"]
-    three = part.describe(part.auto_partition(teacher, 3, values=values), teacher)
+    d = _check_auto([sub], teacher, 1, "nonembed_params")["all"]
+    three = part.describe(part.auto_partition(teacher, 3, values=values, convention=convention), teacher)
     # one space spanning roughly what the three cover
-    assert d["gflops_exact_frac"][0] < three["small"]["gflops_exact_frac"][0]
-    assert d["gflops_exact_frac"][1] > three["small"]["gflops_exact_frac"][1]
+    assert d["nonembed_params_frac"][0] < three["small"]["nonembed_params_frac"][0]
+    assert d["nonembed_params_frac"][1] > three["small"]["nonembed_params_frac"][1]
 
 
 @pytest.mark.parametrize("k, values", [(2, None), (4, {"layers": 2, "heads": 2, "hidden": 2, "mlp_ratio": 2})])
@@ -186,7 +220,7 @@ def test_auto_other_k(k, values):
     # K=4 needs smaller grids: a 4^4 grid spans ~9x in cost, four disjoint ones do not fit above the floors
     subs = part.auto_partition(BERT_BASE, k, convention="fixed_head", values=values)
     assert [s.name for s in subs] == part.default_names(k)
-    _check_auto(subs, BERT_BASE, k)
+    _check_auto(subs, BERT_BASE, k, "nonembed_params")
 
 
 def test_auto_errors():
@@ -197,15 +231,15 @@ def test_auto_errors():
     with pytest.raises(SearchSpaceError, match="disjoint and ordered"):
         part.auto_partition(MINILM, 2, bands=[[0.3, 0.7], [0.05, 0.4]])
     with pytest.raises(SearchSpaceError, match="no grid for sub-space 'tiny'"):
-        part.auto_partition(BERT_BASE, 4, measure="nonembed_params")  # four disjoint 4^4 grids do not fit
+        part.auto_partition(BERT_BASE, 4, convention="fixed_head")  # four disjoint 4^4 grids do not fit
     with pytest.raises(SearchSpaceError, match="unknown preference"):
         part.auto_partition(MINILM, 3, prefer="breadth")
 
 
 def test_default_bands():
-    assert part.default_bands(3) == [(0.25, 0.75), (0.08, 0.22), (0.012, 0.06)]
-    assert part.default_bands(3, "nonembed_params") == [(0.26, 0.70), (0.054, 0.20), (0.005, 0.044)]
-    assert part.default_bands(1, "nonembed_params") == [(0.005, 0.70)]
+    assert part.default_bands(3) == [(0.26, 0.70), (0.054, 0.20), (0.005, 0.044)]
+    assert part.default_bands(1) == [(0.005, 0.70)]
+    assert part.default_bands(3, "gflops_exact") == [(0.35, 0.9), (0.09, 0.3), (0.02, 0.08)]
     b4 = part.default_bands(4)
     assert len(b4) == 4 and all(b4[i][0] > b4[i + 1][1] for i in range(3))
 
@@ -249,6 +283,17 @@ def _run(tmp_path: Path, partition: dict, dims: TeacherDims = MINILM, root: Path
 
 AUTO = {"mode": "auto", "k": 3, "names": ["base", "small", "tiny"], "convention": "stock", "seq_len": 128,
         "auto": {"measure": "nonembed_params", "bands": None, "values": CPU_VALUES, "min_candidates": 8}}
+BAND = {"mode": "band", "k": 3, "names": ["base", "small", "tiny"], "convention": "stock", "seq_len": 128,
+        "band": {"bands": None, "floors": {"layers": 0.16}}}
+
+
+def test_stage_band_default(tmp_path, mlflow_root):
+    r = _run(tmp_path, BAND, MINILM, mlflow_root)
+    assert r.returncode == 0, r.stderr
+    loaded = part.load_subspaces(tmp_path / "partition/subspaces.json")
+    assert loaded == {s.name: s for s in part.band_partition(MINILM, 3, floors={"layers": 0.16})}
+    metrics = json.loads((tmp_path / "metrics/partition.json").read_text())
+    assert metrics["subspaces"]["base"]["gflops_exact_frac_max"] <= 0.5
 
 
 def test_stage_explicit_paper_profile(tmp_path, mlflow_root):
@@ -266,7 +311,8 @@ def test_stage_explicit_paper_profile(tmp_path, mlflow_root):
 @pytest.mark.parametrize("change, message", [
     ({"names": ["base", "small"]}, "partition.names ['base', 'small'] does not match the sub-spaces produced"),
     ({"k": 1}, "set partition.names: ['all']"),
-    ({"mode": "manual"}, "partition.mode must be 'auto' or 'explicit'"),
+    ({"mode": "manual"}, "partition.mode must be 'band', 'auto' or 'explicit'"),
+    ({"mode": "band", "band": {"bands": "wide"}}, "partition.band.bands must be null or a list"),
     ({"k": 0}, "partition.k must be a positive integer"),
     ({"auto": {"values": {"depth": 2}}}, "partition.auto.values has unknown dimensions"),
     ({"auto": {"measure": "flops"}}, "partition.auto.measure must be one of"),

@@ -64,9 +64,18 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
         assert (repo / "models" / "superlm" / name / "superlm.pt").is_file()
         assert not (repo / "checkpoints" / "superlm" / name / "last.pt").exists()  # removed once finished
     students = yaml.safe_load((repo / "params.yaml").read_text())["search"]["students"]
-    for student in students:  # exported stock BERT folders, one per budget, and their random-init baselines
+    teacher_heads = json.loads((repo / "models" / "teacher" / "config.json").read_text())
+    head_size = teacher_heads["hidden_size"] // teacher_heads["num_attention_heads"]
+    for student, subspace in students.items():  # stock BERT folders, one per budget, and random-init baselines
         info = json.loads((repo / "models" / student / "autodistil.json").read_text())
         assert info["model_type"] == "bert" and (repo / "models" / student / "model.safetensors").is_file()
+        config = json.loads((repo / "models" / student / "config.json").read_text())
+        assert config["hidden_size"] // config["num_attention_heads"] == head_size  # whole teacher heads
+        search = json.loads((repo / "metrics" / "search" / f"{subspace}.json").read_text())
+        budget, cost = search["students"][student]["budget"], info["costs"]
+        # the budget is a fraction of the teacher's exact GFLOPs, and the reported cost fits it
+        assert cost["gflops_exact"] <= budget["max_gflops"] == pytest.approx(
+            budget["max_gflops_frac"] * search["teacher_costs"]["gflops_exact"])
         assert info["kind"] == "student" and info["mlflow"]["superlm_run_id"]
         random = repo / "models" / f"random-{student}"
         assert json.loads((random / "autodistil.json").read_text())["kind"] == "random"
@@ -78,6 +87,8 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
         assert not any((repo / "finetuned" / model / "MRPC").glob("*.safetensors"))  # keep_weights: false
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     assert set(summary["models"]) == set(MICRO["finetune"]["models"]) and "tiny" in summary["gain_over_random"]
+    retention = summary["retention"]["tiny"]
+    assert retention["gflops_exact_frac"] <= 0.04 and set(retention["tasks"]) == {"MRPC"}
     assert "| teacher | teacher |" in (repo / "reports" / "summary.md").read_text()
     corpus = json.loads((repo / "metrics" / "corpus.json").read_text())
     assert corpus["train"]["blocks"] == 8192 // 128

@@ -99,6 +99,21 @@ def test_strided_depth_matches_the_method(n, l, expected):
     assert depth_indices(n, l) == expected
 
 
+def test_importance_depth_keeps_the_top_layers_in_order_and_nests():
+    ranking = [5, 0, 4, 3, 2, 1]
+    assert depth_indices(6, 1, "importance", ranking) == [5]
+    assert depth_indices(6, 3, "importance", ranking) == [0, 4, 5]
+    assert all(set(depth_indices(6, l, "importance", ranking)) <= set(depth_indices(6, l + 1, "importance", ranking))
+               for l in range(1, 6))
+    with pytest.raises(SearchSpaceError, match="needs a ranking of all 6 layers"):
+        depth_indices(6, 2, "importance", [0, 1])
+    # a SuperLM of the 4 most important teacher layers ranks its own layers the same way
+    from autodistil.space import rank_kept
+
+    kept = depth_indices(6, 4, "importance", ranking)
+    assert kept == [0, 3, 4, 5] and rank_kept(ranking, kept) == [3, 0, 2, 1]
+
+
 def test_first_k_depth_and_bad_depths():
     assert depth_indices(12, 4, "first_k") == [0, 1, 2, 3]
     with pytest.raises(SearchSpaceError, match="cannot keep 5 of 4"):

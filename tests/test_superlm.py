@@ -1,10 +1,12 @@
+import json
 import random
 
 import pytest
 import torch
 
 from autodistil.export import build_student, superlm_hidden
-from autodistil.space import Arch, SearchSpaceError, TeacherDims
+from autodistil.space import Arch, Envelope, SearchSpaceError, TeacherDims
+from autodistil.superlm import SuperLM, SuperLMConfig
 from autodistil.teacher import teacher_qkv
 from tiny import padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
 
@@ -46,7 +48,8 @@ def test_hidden_state_target_of_the_full_slice_is_the_teachers(teacher):
         target = teacher_targets(teacher, ids, mask, layer, token_type_ids=types, hidden=True)
         with torch.no_grad():
             ref = teacher(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
-        assert (target.hidden - ref.hidden_states[layer]).abs().max().item() <= TOL
+        output = ref.hidden_states[range(4)[layer] + 1]  # hidden_states[0] is the embeddings' output
+        assert (target.hidden - output).abs().max().item() <= TOL
         out = superlm(ids, mask, types, arch=full, distill_layer=layer, stop_at_distill_layer=True,
                       distill_hidden=True)
         assert out.last_hidden_state is None and (out.hidden - target.hidden)[mask.bool()].abs().max() <= TOL
@@ -76,6 +79,25 @@ def test_random_sub_networks_equal_their_standalone_models(teacher, convention):
         ref = superlm_hidden(superlm, arch, ids, mask, types)
         assert out.shape == (*ids.shape, arch.hidden)
         assert (out - ref)[real].abs().max().item() <= TOL, arch.name
+
+
+def test_importance_depth_slices_the_ranked_teacher_layers(teacher):
+    cfg = SuperLMConfig.from_teacher_config(teacher.config, Envelope(3, 64, 128, 64), depth_rule="importance")
+    superlm = SuperLM.from_teacher(teacher, cfg, teacher_ranking=[3, 1, 0, 2])
+    assert superlm.config.layer_ranking == [2, 1, 0]  # SuperLM layers = teacher layers 0, 1, 3
+    arch = Arch(2, 4, 64, 128, 16)
+    assert superlm.layer_indices(arch) == [1, 2]  # teacher layers 1 and 3
+    sd = superlm.state_dict()
+    for j, t in enumerate([0, 1, 3]):
+        key = "attention.self.query.weight"
+        assert torch.equal(sd[f"encoder.layer.{j}.{key}"], teacher.state_dict()[f"encoder.layer.{t}.{key}"])
+    reloaded = SuperLMConfig.from_dict(json.loads(json.dumps(superlm.config.to_dict())))
+    assert reloaded == superlm.config
+    student = build_student(superlm, arch)
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        out = student(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+    assert (out - superlm_hidden(superlm, arch, ids, mask, types))[mask.bool()].abs().max() <= TOL
 
 
 def test_strided_and_first_k_depth_pick_different_layers(teacher):

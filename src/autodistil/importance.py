@@ -37,6 +37,10 @@ class Importance:
     neurons: list[torch.Tensor]  # per layer, [F]
     blocks: torch.Tensor  # [L]: 1 - cos(layer input, layer output), mean over tokens and sequences
 
+    def layer_ranking(self) -> list[int]:
+        """The teacher's layers, most important (largest change of the residual stream) first; ties by index."""
+        return _descending(self.blocks).tolist()
+
 
 @dataclass
 class Order:

@@ -32,6 +32,7 @@ Costs are reported in the paper convention (:func:`autodistil.cost.paper_params`
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from fractions import Fraction
@@ -64,7 +65,7 @@ PAPER_BANDS = {
     "gflops": ((0.26, 0.70), (0.057, 0.21), (0.006, 0.046)),
     # the network that runs (real attention width): bands around the default budgets of 50 %, 15 % and 4 %
     # of the teacher, wide enough for candidates of several depths on each budget
-    "gflops_exact": ((0.25, 0.75), (0.08, 0.22), (0.012, 0.06)),
+    "gflops_exact": ((0.35, 0.9), (0.09, 0.3), (0.02, 0.08)),
 }
 
 #: Default floors as fractions of the teacher (the paper's tiny grid: L 4 = 12/3, H 128 = 768/6, R 2 = 4/2).
@@ -103,7 +104,7 @@ def default_names(k: int) -> list[str]:
     return list(DEFAULT_NAMES.get(k, tuple(f"s{i}" for i in range(k))))
 
 
-def default_bands(k: int, measure: str = "gflops_exact") -> list[tuple[float, float]]:
+def default_bands(k: int, measure: str = "nonembed_params") -> list[tuple[float, float]]:
     """The paper's bands for K=3; for another K, K disjoint bands spread over the same overall range.
 
     K=1 gets one band covering the three (the one-shot ablation). Other K split the log range of the K=3
@@ -184,13 +185,14 @@ def skipped_pairs(sub: SubSpace, head_size: int) -> int:
     return bad * len(sub.layers) * len(sub.mlp_ratio)
 
 
-def unused_values(sub: SubSpace, head_size: int) -> dict[str, list]:
-    """Listed values that yield no candidate at all (only possible for heads and hidden, in the stock
-    convention): a grid should have none."""
-    if sub.convention != "stock":
-        return {}
-    out = {"heads": [A for A in sub.heads if A * head_size not in sub.hidden],
-           "hidden": [H for H in sub.hidden if H % head_size or H // head_size not in sub.heads]}
+def unused_values(sub: SubSpace, teacher: TeacherDims) -> dict[str, list]:
+    """Listed values that yield no candidate at all (a stock head count without its hidden size, a value whose
+    every combination falls outside the cost band): a grid should have none."""
+    cands = sub.candidates(teacher)
+    out = {key: [v for v in getattr(sub, key) if v not in {getattr(a, key) for a in cands}]
+           for key in ("layers", "heads", "hidden")}
+    used_ratios = {Fraction(a.ffn, a.hidden) for a in cands}
+    out["mlp_ratio"] = [_ratio_json(r) for r in sub.mlp_ratio if Fraction(r) not in used_ratios]
     return {k: v for k, v in out.items() if v}
 
 
@@ -211,7 +213,7 @@ def explicit_partition(grids: Mapping[str, Mapping], convention: str = "stock", 
     for name, grid in grids.items():
         if not isinstance(grid, Mapping):
             raise SearchSpaceError(f"sub-space {name!r}: expected a mapping with {', '.join(DIMS)}, got {grid!r}")
-        extra = sorted(set(grid) - set(DIMS) - {"convention"})
+        extra = sorted(set(grid) - set(DIMS) - {"convention", "band", "band_seq_len"})
         if extra:
             raise SearchSpaceError(f"sub-space {name!r}: unknown keys {extra}; expected {', '.join(DIMS)}")
         for key in ("layers", "heads", "hidden"):
@@ -260,7 +262,7 @@ def auto_partition(
     k: int,
     names: Sequence[str] | None = None,
     bands: Sequence[Sequence[float]] | None = None,
-    measure: str = "gflops_exact",
+    measure: str = "nonembed_params",
     values: Mapping[str, int] | None = None,
     convention: str = "stock",
     floors: Mapping[str, float] | None = None,
@@ -268,7 +270,7 @@ def auto_partition(
     tolerance: float = 0.15,
     vocab: Vocab = Vocab(),
     seq_len: int = 128,
-    prefer: str = "width",
+    prefer: str = "depth",
 ) -> list[SubSpace]:
     """K disjoint sub-spaces derived from the teacher's shape (largest first); see the module docstring.
 
@@ -276,9 +278,9 @@ def auto_partition(
     :func:`default_bands`). ``values``: values per dimension (default 4 each). ``min_candidates``: a grid
     must keep at least this many valid architectures (or all of its grid points if fewer). ``tolerance``:
     grids whose band misfit (``|ln(lo/band_lo)| + |ln(hi/band_hi)|``) is within this of the best are
-    considered equally good, and among them ``prefer`` decides: ``width`` (default) takes the grid reaching
-    the widest hidden size, so that the band is met by fewer layers at (near) full width; ``depth`` the
-    deepest (the paper's grids keep depth and shrink width). In the ``stock`` convention the hidden lattice
+    considered equally good, and among them ``prefer`` decides: ``depth`` (default) takes the deepest (the
+    paper's grids keep depth and shrink width); ``width`` the grid reaching the widest hidden size, so that
+    the band is met by fewer layers at (near) full width. In the ``stock`` convention the hidden lattice
     steps by the teacher's head size and every hidden size brings its own head count (H / head size), so no
     listed value is without a candidate.
     """
@@ -412,6 +414,78 @@ def auto_partition(
     return subspaces
 
 
+# -------------------------------------------------------------------------------------------------- band
+
+#: Default cost bands of the band partition, K=3, largest first: (low, high] fractions of the teacher's exact
+#: GFLOPs. Their tops are the default budgets (50 %, 15 %, 4 %), so every candidate is one a budget can pick.
+BAND_BANDS = ((0.30, 0.50), (0.075, 0.15), (0.02, 0.04))
+
+
+def band_partition(
+    teacher: TeacherDims,
+    k: int,
+    names: Sequence[str] | None = None,
+    bands: Sequence[Sequence[float]] | None = None,
+    convention: str = "stock",
+    floors: Mapping[str, float] | None = None,
+    seq_len: int = 128,
+) -> list[SubSpace]:
+    """K sub-spaces, each every point of the teacher-anchored lattice whose exact GFLOPs fall in its band.
+
+    The lattice is the auto partition's (layers by one, hidden by the teacher's head size in the stock
+    convention or H_t/24 otherwise, MLP ratio by halves, down to the floors). Cutting it by cost rather
+    than by dimension puts shallow-and-wide and deep-and-narrow students of about the same cost into one
+    sub-space, so the search compares them (a product grid that spans depth and width at once spans a
+    factor of ten in cost). The sub-spaces are disjoint because the (low, high] bands are; each lists only
+    the values some candidate uses.
+    """
+    if int(k) != k or k < 1:
+        raise SearchSpaceError(f"K must be a positive integer, got {k!r}")
+    k = int(k)
+    if convention not in CONVENTIONS:
+        raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
+    names = list(names) if names is not None else default_names(k)
+    if len(names) != k:
+        raise SearchSpaceError(f"{len(names)} names {names} for K={k} sub-spaces")
+    if bands is None:
+        bands = BAND_BANDS if k == 3 else default_bands(k, "gflops_exact")
+    bands = [tuple(map(float, b)) for b in bands]
+    if len(bands) != k:
+        raise SearchSpaceError(f"{len(bands)} bands for K={k} sub-spaces; give one [low, high] per sub-space")
+    for i, (lo, hi) in enumerate(bands):
+        if not 0 <= lo < hi:
+            raise SearchSpaceError(f"band {i} {[lo, hi]} must satisfy 0 <= low < high")
+        if i and hi > bands[i - 1][0]:
+            raise SearchSpaceError(f"bands must be disjoint and ordered largest first: {list(bands[i - 1])} then {[lo, hi]}")
+    floors = {**DEFAULT_FLOORS, **(floors or {})}
+    stock = convention == "stock"
+    h_step = teacher.head_size if stock else max(1, teacher.hidden // 24)
+    r_top = Fraction(teacher.ffn, teacher.hidden)
+    hidden = _lattice(teacher.hidden, h_step, floors["hidden"] * teacher.hidden, 1)
+    layers = _lattice(teacher.layers, 1, floors["layers"] * teacher.layers, 1)
+    heads = _lattice(teacher.heads, 1, floors["heads"] * teacher.heads, 1)
+    ratios = [r for r in _lattice(r_top, Fraction(1, 2), Fraction(floors["mlp_ratio"]).limit_denominator(1000) * r_top,
+                                  Fraction(1, 10**6)) if all((r * h).denominator == 1 for h in hidden)]
+    full = exact_gflops(teacher.as_arch(), seq_len)
+    subspaces = []
+    for name, (lo, hi) in zip(names, bands):
+        points = []
+        for L, H, R in itertools.product(layers, hidden, ratios):
+            for A in ([H // teacher.head_size] if stock else heads):
+                arch = Arch(L, A, H, int(R * H), teacher.head_size)
+                if lo < exact_gflops(arch, seq_len) / full <= hi:
+                    points.append((arch, R))
+        if not points:
+            raise SearchSpaceError(f"band partition: no candidate of the lattice in band {[lo, hi]} for sub-space "
+                                   f"{name!r} (the floors may be too high: lower partition.band.floors)")
+        grid = {"layers": sorted({a.layers for a, _ in points}), "heads": sorted({a.heads for a, _ in points}),
+                "hidden": sorted({a.hidden for a, _ in points}), "mlp_ratio": sorted({r for _, r in points}),
+                "band": [lo, hi], "band_seq_len": seq_len}
+        subspaces.append(_subspace(name, grid, convention))
+    validate(subspaces, teacher)
+    return subspaces
+
+
 # --------------------------------------------------------------------------------------------- describe
 
 
@@ -446,7 +520,7 @@ def describe(subspaces: Sequence[SubSpace], teacher: TeacherDims, seq_len: int =
             "ffn": sorted({a.ffn for a in cands}),
             "candidates": len(cands),
             "skipped": skipped_pairs(sub, teacher.head_size),
-            "unused_values": unused_values(sub, teacher.head_size),
+            "unused_values": unused_values(sub, teacher),
             "largest": sub.largest(teacher).to_dict(),
             "smallest": sub.smallest(teacher).to_dict(),
             "params_paper": [min(params), max(params)],
@@ -456,6 +530,7 @@ def describe(subspaces: Sequence[SubSpace], teacher: TeacherDims, seq_len: int =
             "gflops_frac": [min(gflops) / t_gflops, max(gflops) / t_gflops],
             "gflops_exact": [min(exact), max(exact)],
             "gflops_exact_frac": [min(exact) / t_exact, max(exact) / t_exact],
+            **({"band": list(sub.band), "band_seq_len": sub.band_seq_len} if sub.band is not None else {}),
         }
     return out
 

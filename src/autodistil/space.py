@@ -137,7 +137,9 @@ def check_within_teacher(arch: Arch, teacher: TeacherDims) -> None:
 
 @dataclass(frozen=True)
 class SubSpace:
-    """A named grid: the Cartesian product of the listed values of each dimension."""
+    """A named grid: the Cartesian product of the listed values of each dimension, optionally restricted to
+    a cost ``band``: (low, high] fractions of the teacher's exact GFLOPs (at ``band_seq_len`` tokens), so
+    that one sub-space can hold shallow-and-wide and deep-and-narrow students of about the same cost."""
 
     name: str
     layers: tuple[int, ...]
@@ -145,6 +147,8 @@ class SubSpace:
     hidden: tuple[int, ...]
     mlp_ratio: tuple[str, ...]
     convention: str = "stock"
+    band: tuple[float, float] | None = None
+    band_seq_len: int = 128
 
     @classmethod
     def from_dict(cls, name: str, d: dict, convention: str = "stock") -> "SubSpace":
@@ -157,6 +161,15 @@ class SubSpace:
             if not isinstance(v, (list, tuple)) or not v:
                 raise SearchSpaceError(f"sub-space {name!r}: {key} must be a non-empty list, got {v!r}")
             values[key] = tuple(sorted(set(v), key=lambda x: Fraction(str(x))))
+        band = d.get("band")
+        if band is not None:
+            try:
+                band = tuple(float(x) for x in band)
+                if len(band) != 2 or not 0 <= band[0] < band[1]:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise SearchSpaceError(f"sub-space {name!r}: band must be [low, high] with 0 <= low < high, "
+                                       f"got {d.get('band')!r}") from None
         return cls(
             name=name,
             layers=tuple(int(x) for x in values["layers"]),
@@ -164,16 +177,29 @@ class SubSpace:
             hidden=tuple(int(x) for x in values["hidden"]),
             mlp_ratio=tuple(str(x) for x in values["mlp_ratio"]),
             convention=d.get("convention", convention),
+            band=band,
+            band_seq_len=int(d.get("band_seq_len", 128)),
         )
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "layers": list(self.layers),
             "heads": list(self.heads),
             "hidden": list(self.hidden),
             "mlp_ratio": [float(Fraction(r)) for r in self.mlp_ratio],
             "convention": self.convention,
         }
+        if self.band is not None:
+            out.update(band=list(self.band), band_seq_len=self.band_seq_len)
+        return out
+
+    def in_band(self, arch: "Arch", teacher: "TeacherDims") -> bool:
+        if self.band is None:
+            return True
+        from .cost import exact_gflops  # cost imports this module
+
+        frac = exact_gflops(arch, self.band_seq_len) / exact_gflops(teacher.as_arch(), self.band_seq_len)
+        return self.band[0] < frac <= self.band[1]
 
     def candidates(self, teacher: TeacherDims) -> list[Arch]:
         """Every valid architecture of the grid, sorted. Raises if the grid exceeds the teacher or is empty.
@@ -187,9 +213,11 @@ class SubSpace:
                 skipped.append((H, A))
                 continue
             try:
-                archs.append(make_arch(L, A, H, R, teacher, self.convention))
+                arch = make_arch(L, A, H, R, teacher, self.convention)
             except SearchSpaceError as e:
                 raise SearchSpaceError(f"sub-space {self.name!r}: {e}") from None
+            if self.in_band(arch, teacher):
+                archs.append(arch)
         if not archs:
             why = (f" (no hidden size equals heads x the teacher's head size {teacher.head_size}: "
                    f"{sorted(set(skipped))[:4]}...)" if skipped else "")
@@ -237,11 +265,17 @@ class Envelope:
                 and arch.attention_width <= self.attention_width)
 
 
-def depth_indices(n_super: int, n_active: int, rule: str = "strided") -> list[int]:
+DEPTH_RULES = ("strided", "first_k", "importance")
+
+
+def depth_indices(n_super: int, n_active: int, rule: str = "strided", ranking: Sequence[int] | None = None
+                  ) -> list[int]:
     """Which of ``n_super`` layers a student of ``n_active`` layers keeps.
 
     ``strided`` (the method's default): floor(i * N / L) for i in 0..L-1, in integer arithmetic.
     ``first_k``: layers 0..L-1.
+    ``importance``: the ``n_active`` first layers of ``ranking`` (every layer, most important first), in
+    network order; nested, so every shallower student keeps a subset of a deeper one's layers.
     """
     if not 1 <= n_active <= n_super:
         raise SearchSpaceError(f"cannot keep {n_active} of {n_super} layers")
@@ -249,7 +283,16 @@ def depth_indices(n_super: int, n_active: int, rule: str = "strided") -> list[in
         return [i * n_super // n_active for i in range(n_active)]
     if rule == "first_k":
         return list(range(n_active))
-    raise SearchSpaceError(f"unknown depth rule {rule!r}; expected 'strided' or 'first_k'")
+    if rule == "importance":
+        if ranking is None or sorted(ranking) != list(range(n_super)):
+            raise SearchSpaceError(f"the importance depth rule needs a ranking of all {n_super} layers, got {ranking!r}")
+        return sorted(ranking[:n_active])
+    raise SearchSpaceError(f"unknown depth rule {rule!r}; expected one of {DEPTH_RULES}")
+
+
+def rank_kept(ranking: Sequence[int], kept: Sequence[int]) -> list[int]:
+    """The ranking of the layers ``kept`` (a sorted subset), as positions in ``kept``."""
+    return [list(kept).index(i) for i in ranking if i in kept]
 
 
 def validate_disjoint(subspaces: Sequence[SubSpace], teacher: TeacherDims) -> None:

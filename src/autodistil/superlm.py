@@ -9,7 +9,7 @@ both building from a teacher and exporting a student are leading slices of a sta
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +19,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear, leading_slice
-from .space import Arch, Envelope, SearchSpaceError, depth_indices
+from .space import Arch, Envelope, SearchSpaceError, depth_indices, rank_kept
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class SuperLMConfig:
     pad_token_id: int
     relation_heads: int  # N_r, the teacher's head count
     depth_rule: str = "strided"
+    layer_ranking: list[int] | None = None  # the SuperLM's layers, most important first (importance depth rule)
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     provenance: dict = field(default_factory=dict)
@@ -179,7 +180,8 @@ class SuperLM(nn.Module):
         self.active = arch
 
     def layer_indices(self, arch: Arch) -> list[int]:
-        return depth_indices(self.config.envelope.layers, arch.layers, self.config.depth_rule)
+        return depth_indices(self.config.envelope.layers, arch.layers, self.config.depth_rule,
+                             self.config.layer_ranking)
 
     # -- forward -----------------------------------------------------------------------------------
     def forward(
@@ -235,15 +237,20 @@ class SuperLM(nn.Module):
         return slice_bert_state_dict(self.state_dict(), target_shapes, self.layer_indices(arch))
 
     @classmethod
-    def from_teacher(cls, teacher: nn.Module, cfg: SuperLMConfig) -> "SuperLM":
+    def from_teacher(cls, teacher: nn.Module, cfg: SuperLMConfig, teacher_ranking: list[int] | None = None
+                     ) -> "SuperLM":
         """A SuperLM initialised with leading slices of the teacher's weights.
 
-        SuperLM layer j takes teacher layer floor(j * N_teacher / N) (or j, with the first-k rule).
+        SuperLM layer j takes teacher layer floor(j * N_teacher / N) (or j, with the first-k rule; with the
+        importance rule, the N most important teacher layers of ``teacher_ranking``, in order, and the
+        SuperLM's ``layer_ranking`` is set from it).
         """
+        n_teacher = teacher.config.num_hidden_layers
+        layer_map = depth_indices(n_teacher, cfg.envelope.layers, cfg.depth_rule, teacher_ranking)
+        if cfg.depth_rule == "importance":
+            cfg = replace(cfg, layer_ranking=rank_kept(teacher_ranking, layer_map))
         model = cls(cfg)
         teacher_sd = teacher.state_dict()
-        n_teacher = teacher.config.num_hidden_layers
-        layer_map = depth_indices(n_teacher, cfg.envelope.layers, cfg.depth_rule)
         shapes = {k: v.shape for k, v in model.state_dict().items()}
         missing = [k for k in shapes if _teacher_key(k, layer_map) not in teacher_sd]
         if missing:

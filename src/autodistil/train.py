@@ -30,7 +30,7 @@ from torch import nn
 from .cost import exact_gflops
 from .distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
 from .io import InputError, atomic_path
-from .space import Arch, TeacherDims
+from .space import DEPTH_RULES, Arch, TeacherDims
 from .superlm import SuperLM
 from .teacher import teacher_targets
 
@@ -61,7 +61,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 1.0
     dropout: float = 0.1
-    depth_rule: str = "strided"
+    depth_rule: str = "strided"  # strided | first_k | importance (block importance of the teacher's layers)
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 5
@@ -90,8 +90,8 @@ class TrainConfig:
             raise InputError(f"{where}.init_order: expected one of {INIT_ORDERS}, got {cfg.init_order!r}")
         if cfg.hidden_weight < 0:
             raise InputError(f"{where}.hidden_weight: expected a number >= 0, got {cfg.hidden_weight}")
-        if cfg.depth_rule not in ("strided", "first_k"):
-            raise InputError(f"{where}.depth_rule: expected 'strided' or 'first_k', got {cfg.depth_rule!r}")
+        if cfg.depth_rule not in DEPTH_RULES:
+            raise InputError(f"{where}.depth_rule: expected one of {DEPTH_RULES}, got {cfg.depth_rule!r}")
         if cfg.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"{where}.device: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
         if cfg.device == "cuda" and not torch.cuda.is_available():
