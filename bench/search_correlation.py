@@ -4,8 +4,8 @@
 
 After `dvc repro search` (the CSVs hold every scored candidate with each criterion: loss_relation,
 loss_hidden, loss_distill), this picks, in every sub-space, the candidates the search actually chooses
-between (exact GFLOPs within [window x budget, budget] of the sub-space's first budget), spread over that
-window (always of several depths and widths where the grid has them), slices each from its trained SuperLM
+between (exact GFLOPs within [window x budget, budget] of the sub-space's first budget), spread over depths
+and widths, slices each from its trained SuperLM
 (no re-training, as the search does), fine-tunes it with the project's protocol (params.yaml: finetune.*, first
 seed) and computes, with scipy, the Spearman rank correlation between each criterion (lower loss = better)
 and the fine-tuned score: per task and on the tasks' mean, within each sub-space and pooled over the
@@ -28,9 +28,10 @@ CRITERIA = ("relation", "hidden", "distill")
 
 
 def pick(rows: list[dict], budget: float, window: float, n: int) -> list[dict]:
-    """Up to ``n`` candidates with exact GFLOPs in [window x budget, budget], spread evenly over that range
-    and over depths (the cheapest and the most expensive always included)."""
-    inside = sorted((r for r in rows if window * budget <= r["gflops_exact"] <= budget), key=lambda r: r["gflops_exact"])
+    """Up to ``n`` candidates with exact GFLOPs in [window x budget, budget], spread evenly over depths and
+    widths (ordered by layers, then hidden size, then cost; both ends always included)."""
+    inside = sorted((r for r in rows if window * budget <= r["gflops_exact"] <= budget),
+                    key=lambda r: (int(r["layers"]), int(r["hidden"]), r["gflops_exact"]))
     if len(inside) <= n:
         return inside
     idx = np.unique(np.round(np.linspace(0, len(inside) - 1, n)).astype(int))

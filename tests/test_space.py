@@ -99,6 +99,12 @@ def test_strided_depth_matches_the_method(n, l, expected):
     assert depth_indices(n, l) == expected
 
 
+@pytest.mark.parametrize("n, l, expected", [(6, 1, [5]), (6, 2, [0, 5]), (6, 3, [0, 3, 5]), (6, 4, [0, 2, 3, 5]),
+                                            (6, 6, list(range(6))), (12, 4, [0, 4, 7, 11]), (2, 2, [0, 1])])
+def test_ends_depth_keeps_the_first_and_last_layers(n, l, expected):
+    assert depth_indices(n, l, "ends") == expected
+
+
 def test_importance_depth_keeps_the_top_layers_in_order_and_nests():
     ranking = [5, 0, 4, 3, 2, 1]
     assert depth_indices(6, 1, "importance", ranking) == [5]

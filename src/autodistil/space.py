@@ -265,7 +265,7 @@ class Envelope:
                 and arch.attention_width <= self.attention_width)
 
 
-DEPTH_RULES = ("strided", "first_k", "importance")
+DEPTH_RULES = ("strided", "first_k", "ends", "importance")
 
 
 def depth_indices(n_super: int, n_active: int, rule: str = "strided", ranking: Sequence[int] | None = None
@@ -274,6 +274,9 @@ def depth_indices(n_super: int, n_active: int, rule: str = "strided", ranking: S
 
     ``strided`` (the method's default): floor(i * N / L) for i in 0..L-1, in integer arithmetic.
     ``first_k``: layers 0..L-1.
+    ``ends``: the first and the last layer and the rest evenly between, round(i * (N-1) / (L-1)); one layer
+    keeps the last. The first layer is the one made for the embeddings, the last the one whose output the
+    pooler and a task head were trained on: a sliced student keeps both interfaces.
     ``importance``: the ``n_active`` first layers of ``ranking`` (every layer, most important first), in
     network order; nested, so every shallower student keeps a subset of a deeper one's layers.
     """
@@ -283,6 +286,11 @@ def depth_indices(n_super: int, n_active: int, rule: str = "strided", ranking: S
         return [i * n_super // n_active for i in range(n_active)]
     if rule == "first_k":
         return list(range(n_active))
+    if rule == "ends":
+        if n_active == 1:
+            return [n_super - 1]
+        gaps = n_active - 1
+        return [(i * (n_super - 1) + gaps // 2) // gaps for i in range(n_active)]
     if rule == "importance":
         if ranking is None or sorted(ranking) != list(range(n_super)):
             raise SearchSpaceError(f"the importance depth rule needs a ranking of all {n_super} layers, got {ranking!r}")
