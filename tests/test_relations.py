@@ -94,3 +94,33 @@ def test_gradient_reaches_only_the_active_slices(kind):
     # layers 1 and 3 are not in the sub-network
     assert all(p.grad is None for n, p in params.items() if n.startswith(("encoder.layer.1.", "encoder.layer.3.")))
     assert grad("pooler.dense.weight") is None
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+def test_teacher_relations_computed_once_give_the_same_loss(kind):
+    from autodistil.relations import teacher_relations
+
+    g = torch.Generator().manual_seed(3)
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[1, 7:] = 0
+    student = [torch.randn(2, 10, 24, generator=g, requires_grad=True) for _ in range(3)]
+    teacher = [torch.randn(2, 10, 48, generator=g) for _ in range(3)]
+    direct = relation_loss(student, teacher, mask, 4, kind)
+    cached = relation_loss(student, teacher, mask, 4, kind, teacher_relations(teacher, mask, 4, kind))
+    assert cached.item() == pytest.approx(direct.item(), rel=1e-6)
+    cached.backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in student)
+
+
+def test_relation_loss_is_fp32_under_bf16_autocast():
+    """On CUDA, autocast would run the relation matmuls in bf16; the loss turns it off (checked on CPU, where
+    bf16 autocast also applies to matmuls)."""
+    g = torch.Generator().manual_seed(4)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    student = [torch.randn(2, 16, 32, generator=g) for _ in range(3)]
+    teacher = [torch.randn(2, 16, 64, generator=g) for _ in range(3)]
+    exact = relation_loss(student, teacher, mask, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (torch.randn(4, 4) @ torch.randn(4, 4)).dtype == torch.bfloat16  # autocast is on
+        under = relation_loss(student, teacher, mask, 4)
+    assert under.dtype == torch.float32 and under.item() == pytest.approx(exact.item(), rel=1e-6)

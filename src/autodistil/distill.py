@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .relations import relation_loss
+from .relations import relation_loss, teacher_relations
 from .space import Arch
 from .superlm import SuperLM
 from .teacher import TeacherTargets, teacher_targets
@@ -58,9 +58,11 @@ def hidden_loss(student: torch.Tensor, teacher: torch.Tensor, attention_mask: to
 
 
 def student_losses(superlm: nn.Module, arch: Arch, batch: dict, target: TeacherTargets, spec: DistillSpec,
-                   hidden: bool | None = None) -> dict[str, torch.Tensor]:
+                   hidden: bool | None = None, teacher_rel: list[torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
     """The loss terms of sub-network ``arch`` against the teacher's ``target``: ``relation`` and, when
-    ``hidden`` (default: when the spec weighs it), ``hidden``.
+    ``hidden`` (default: when the spec weighs it), ``hidden``. ``teacher_rel``: the teacher's relations of this
+    batch, when computed once for many students (:func:`autodistil.relations.teacher_relations`).
 
     ``superlm`` may be the SuperLM or its DDP wrapper (the forward must go through the wrapper).
     """
@@ -69,7 +71,8 @@ def student_losses(superlm: nn.Module, arch: Arch, batch: dict, target: TeacherT
         batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
         arch=arch, distill_layer=spec.student_layer, stop_at_distill_layer=True, distill_hidden=hidden,
     )
-    terms = {"relation": relation_loss(out.qkv, target.qkv, batch["attention_mask"], spec.relation_heads, spec.loss)}
+    terms = {"relation": relation_loss(out.qkv, target.qkv, batch["attention_mask"], spec.relation_heads, spec.loss,
+                                       teacher_rel)}
     if hidden:
         terms["hidden"] = hidden_loss(out.hidden, target.hidden, batch["attention_mask"])
     return terms
@@ -100,6 +103,9 @@ class HeldOut:
         self.batches = [blocks_to_batch(blocks[i:i + batch_size], device) for i in range(0, len(blocks), batch_size)]
         self.targets = [teacher_targets(teacher, b["input_ids"], b["attention_mask"], spec.teacher_layer, hidden=True)
                         for b in self.batches]
+        # the teacher's side of the relation loss, once per block rather than once per candidate
+        self.relations = [teacher_relations(t.qkv, b["attention_mask"], spec.relation_heads, spec.loss)
+                          for t, b in zip(self.targets, self.batches)]
         self.sizes = [len(b["input_ids"]) for b in self.batches]
 
     @torch.no_grad()
@@ -109,8 +115,8 @@ class HeldOut:
         superlm.eval()
         totals = {"relation": 0.0, "hidden": 0.0}
         try:
-            for b, t, n in zip(self.batches, self.targets, self.sizes):
-                for key, v in student_losses(superlm, arch, b, t, self.spec, hidden=True).items():
+            for b, t, rel, n in zip(self.batches, self.targets, self.relations, self.sizes):
+                for key, v in student_losses(superlm, arch, b, t, self.spec, hidden=True, teacher_rel=rel).items():
                     totals[key] += v.item() * n
         finally:
             superlm.train(was_training)

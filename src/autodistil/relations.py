@@ -33,10 +33,12 @@ def relation_scores(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x @ x.transpose(-1, -2) / math.sqrt(d)
 
 
-def _kl(student: torch.Tensor, teacher: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    neg = torch.finfo(student.dtype).min
-    log_p_s = F.log_softmax(student.masked_fill(~keys, neg), dim=-1)
-    log_p_t = F.log_softmax(teacher.masked_fill(~keys, neg), dim=-1)
+def _log_probs(scores: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(scores.masked_fill(~keys, torch.finfo(scores.dtype).min), dim=-1)
+
+
+def _kl(student: torch.Tensor, log_p_t: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    log_p_s = _log_probs(student, keys)
     kl = torch.where(keys, log_p_t.exp() * (log_p_t - log_p_s), 0.0).sum(-1)  # [B, N_r, T]
     return torch.where(rows, kl, 0.0).sum() / (rows.sum() * student.shape[1])
 
@@ -47,26 +49,41 @@ def _mse(student: torch.Tensor, teacher: torch.Tensor, keys: torch.Tensor, rows:
     return sq.sum() / (pairs.sum() * student.shape[1])
 
 
+def _masks(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    real = attention_mask.bool()
+    return real[:, None, None, :], real[:, None, :]  # keys [B, 1, 1, T], query rows [B, 1, T]
+
+
+def teacher_relations(teacher_qkv, attention_mask: torch.Tensor, n_heads: int, kind: str = "kl") -> list[torch.Tensor]:
+    """The teacher's side of :func:`relation_loss` for Q, K, V (log-probabilities for ``kl``, scores for ``mse``),
+    to compute once when many students are compared on the same batch (the search)."""
+    keys, _ = _masks(attention_mask)
+    with torch.autocast(attention_mask.device.type, enabled=False):  # fp32 even under bf16 autocast
+        rel = [relation_scores(t.float(), n_heads) for t in teacher_qkv]
+        return [_log_probs(r, keys) for r in rel] if kind == "kl" else rel
+
+
 def relation_loss(
     student_qkv,
     teacher_qkv,
     attention_mask: torch.Tensor,
     n_heads: int,
     kind: str = "kl",
+    teacher_rel: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sum over Q, K, V of the relation loss between student and teacher projections.
 
     ``attention_mask`` is [B, T] with 1 for real tokens. Computed in fp32 whatever the input dtype.
+    ``teacher_rel``: :func:`teacher_relations` of ``teacher_qkv``, when already computed.
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown relation loss {kind!r}; expected one of {LOSSES}")
     fn = _kl if kind == "kl" else _mse
-    real = attention_mask.bool()
-    keys = real[:, None, None, :]  # [B, 1, 1, T]
-    rows = real[:, None, :]  # [B, 1, T]
+    keys, rows = _masks(attention_mask)
+    if teacher_rel is None:
+        teacher_rel = teacher_relations(teacher_qkv, attention_mask, n_heads, kind)
     total = 0.0
-    for s, t in zip(student_qkv, teacher_qkv):
-        rs = relation_scores(s.float(), n_heads)
-        rt = relation_scores(t.float(), n_heads)
-        total = total + fn(rs, rt, keys, rows)
+    with torch.autocast(attention_mask.device.type, enabled=False):  # fp32 even under bf16 autocast
+        for s, t in zip(student_qkv, teacher_rel):
+            total = total + fn(relation_scores(s.float(), n_heads), t, keys, rows)
     return total
