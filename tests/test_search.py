@@ -211,6 +211,9 @@ def test_csv_has_every_candidate_and_the_chosen_flag(scored, tmp_path):
     (lambda p: p["search"]["students"].pop("small"),
      "search.students must map every student of search.budgets to its sub-space"),
     (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_flops": 1}), "unknown key(s) max_flops"),
+    (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_gflops_frac": 1e-6}),
+     "budget 'tiny' of sub-space 'tiny': no candidate fits (exact convention)"),
+    (lambda p: p["search"].update(criterion="accuracy"), "search.criterion must be one of"),
 ])
 def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message, monkeypatch, capsys):
     import runpy

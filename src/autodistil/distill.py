@@ -124,8 +124,8 @@ class HeldOut:
         out["distill"] = out["relation"] + self.spec.hidden_weight * out["hidden"]
         return out
 
-    def loss(self, superlm: SuperLM, arch: Arch, criterion: str = "distill") -> float:
-        """One criterion of ``arch`` (default: the training objective)."""
+    def loss(self, superlm: SuperLM, arch: Arch, criterion: str = "relation") -> float:
+        """One criterion of ``arch`` (default: the paper's relation loss)."""
         if criterion not in CRITERIA:
             raise ValueError(f"unknown search criterion {criterion!r}; expected one of {CRITERIA}")
         return self.losses(superlm, arch)[criterion]
