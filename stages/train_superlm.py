@@ -104,6 +104,12 @@ def main() -> None:
         from autodistil.importance import Order, apply_order, calibration_blocks, measure_importance
 
         importance = measure_importance(teacher, calibration_blocks(blocks, cfg.calibration_blocks, cfg.seed))
+        if d.world > 1:  # every rank slices the same way: rank 0's measurement wins (GPU sums may differ in ties)
+            import torch.distributed as dist
+
+            shared = [importance]
+            dist.broadcast_object_list(shared, src=0)
+            importance = shared[0]
         ranking = importance.layer_ranking()
     if cfg.init_order == "importance":  # leading slices then keep the teacher's most important parts
         order = Order.of(importance)
