@@ -147,7 +147,7 @@ def test_fraction_budgets_follow_the_teacher():
     r = both.resolve(teacher, "exact")
     assert r.max_gflops == 0.8 and r.max_params == pytest.approx(5e6)  # the tighter limit wins
     row = {"params_exact": 4e6, "gflops_exact": 0.79}
-    assert r.fits(row, "exact") and not r.fits({**row, "gflops_exact": 0.81}, "exact")
+    assert r.fits_static(row, "exact") and not r.fits_static({**row, "gflops_exact": 0.81}, "exact")
     with pytest.raises(InputError, match="max_gflops_frac: expected a positive number"):
         Budget.from_params("s", {"max_gflops_frac": 0})
 

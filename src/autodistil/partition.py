@@ -257,6 +257,31 @@ def _stride(window: tuple[int, ...]) -> int:
     return window[1] - window[0] - 1 if len(window) > 1 else 0
 
 
+def _check_setup(k, names, convention: str, bands, default, low_min: float | None
+                 ) -> tuple[int, list[str], list[tuple[float, float]]]:
+    """K, the sub-space names and K disjoint bands ordered largest first (``default(K)`` when ``bands`` is
+    None), checked; ``low_min``: a band's low end must exceed it (``None``: may be 0, for the half-open
+    (low, high] bands of the band partition)."""
+    if int(k) != k or k < 1:
+        raise SearchSpaceError(f"K must be a positive integer, got {k!r}")
+    k = int(k)
+    if convention not in CONVENTIONS:
+        raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
+    names = list(names) if names is not None else default_names(k)
+    if len(names) != k:
+        raise SearchSpaceError(f"{len(names)} names {names} for K={k} sub-spaces")
+    bands = [tuple(map(float, b)) for b in (default(k) if bands is None else bands)]
+    if len(bands) != k:
+        raise SearchSpaceError(f"{len(bands)} bands for K={k} sub-spaces; give one [low, high] per sub-space")
+    for i, (lo, hi) in enumerate(bands):
+        if not (lo > low_min if low_min is not None else lo >= 0) or not lo < hi:
+            rule = f"{low_min:g} < low < high" if low_min is not None else "0 <= low < high"
+            raise SearchSpaceError(f"band {i} {[lo, hi]} must satisfy {rule}")
+        if i and hi > bands[i - 1][0]:
+            raise SearchSpaceError(f"bands must be disjoint and ordered largest first: {list(bands[i - 1])} then {[lo, hi]}")
+    return k, names, bands
+
+
 def auto_partition(
     teacher: TeacherDims,
     k: int,
@@ -284,22 +309,7 @@ def auto_partition(
     steps by the teacher's head size and every hidden size brings its own head count (H / head size), so no
     listed value is without a candidate.
     """
-    if int(k) != k or k < 1:
-        raise SearchSpaceError(f"K must be a positive integer, got {k!r}")
-    k = int(k)
-    if convention not in CONVENTIONS:
-        raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
-    names = list(names) if names is not None else default_names(k)
-    if len(names) != k:
-        raise SearchSpaceError(f"{len(names)} names {names} for K={k} sub-spaces")
-    bands = [tuple(map(float, b)) for b in (bands if bands is not None else default_bands(k, measure))]
-    if len(bands) != k:
-        raise SearchSpaceError(f"{len(bands)} bands for K={k} sub-spaces; give one [low, high] per sub-space")
-    for i, (lo, hi) in enumerate(bands):
-        if not 0 < lo < hi:
-            raise SearchSpaceError(f"band {i} {[lo, hi]} must satisfy 0 < low < high")
-        if i and hi > bands[i - 1][0]:
-            raise SearchSpaceError(f"bands must be disjoint and ordered largest first: {list(bands[i - 1])} then {[lo, hi]}")
+    k, names, bands = _check_setup(k, names, convention, bands, lambda k: default_bands(k, measure), low_min=0.0)
     if prefer not in PREFER:
         raise SearchSpaceError(f"unknown preference {prefer!r}; expected one of {PREFER}")
     values = {**DEFAULT_VALUES, **(values or {})}
@@ -439,24 +449,8 @@ def band_partition(
     factor of ten in cost). The sub-spaces are disjoint because the (low, high] bands are; each lists only
     the values some candidate uses.
     """
-    if int(k) != k or k < 1:
-        raise SearchSpaceError(f"K must be a positive integer, got {k!r}")
-    k = int(k)
-    if convention not in CONVENTIONS:
-        raise SearchSpaceError(f"unknown attention convention {convention!r}; expected one of {CONVENTIONS}")
-    names = list(names) if names is not None else default_names(k)
-    if len(names) != k:
-        raise SearchSpaceError(f"{len(names)} names {names} for K={k} sub-spaces")
-    if bands is None:
-        bands = BAND_BANDS if k == 3 else default_bands(k, "gflops_exact")
-    bands = [tuple(map(float, b)) for b in bands]
-    if len(bands) != k:
-        raise SearchSpaceError(f"{len(bands)} bands for K={k} sub-spaces; give one [low, high] per sub-space")
-    for i, (lo, hi) in enumerate(bands):
-        if not 0 <= lo < hi:
-            raise SearchSpaceError(f"band {i} {[lo, hi]} must satisfy 0 <= low < high")
-        if i and hi > bands[i - 1][0]:
-            raise SearchSpaceError(f"bands must be disjoint and ordered largest first: {list(bands[i - 1])} then {[lo, hi]}")
+    k, names, bands = _check_setup(k, names, convention, bands,
+                                   lambda k: BAND_BANDS if k == 3 else default_bands(k, "gflops_exact"), low_min=None)
     floors = {**DEFAULT_FLOORS, **(floors or {})}
     stock = convention == "stock"
     h_step = teacher.head_size if stock else max(1, teacher.hidden // 24)

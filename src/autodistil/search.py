@@ -113,12 +113,6 @@ class Budget:
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in LIMITS if getattr(self, k) is not None}
 
-    def fits(self, row: Mapping, convention: str = "paper") -> bool:
-        """Params, GFLOPs and (where measured) latency limits."""
-        if not self.fits_static(row, convention):
-            return False
-        return not self.needs_latency or (row.get("latency_ms") is not None and row["latency_ms"] <= self.max_latency_ms)
-
     def describe(self) -> str:
         return ", ".join(f"{k} {v:g}" for k, v in self.to_dict().items())
 
