@@ -10,13 +10,17 @@ and plots/superlm/<subspace>.csv (the loss curve). Checkpoints go to checkpoints
 re-run after an interruption resumes from the last one; a finished run removes it.
 """
 
-import argparse
-import csv
-import hashlib
-import json
-from pathlib import Path
+import os
 
-from autodistil.io import InputError, atomic_path, load_params, param, run_main
+LAUNCHER = os.getppid()  # read before the slow imports, so a launcher that dies meanwhile is noticed
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from autodistil.io import InputError, atomic_path, load_params, param, run_main  # noqa: E402
 
 
 def data_fingerprint(corpus: Path) -> str:
@@ -47,6 +51,17 @@ def main() -> None:
     ap.add_argument("--plots", default="plots/superlm")
     args = ap.parse_args()
 
+    from autodistil.guard import exclusive_dir, exit_with_parent
+
+    exit_with_parent(LAUNCHER)  # torchrun starts workers in a session of their own: never outlive the launcher
+    if os.environ.get("RANK", "0") != "0":
+        run(args)
+        return
+    with exclusive_dir(Path(args.checkpoints) / args.subspace, "checkpoint folder"):  # one writer, or a named refusal
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     p = param(params, "superlm", source=args.params)
     from autodistil.train import TrainConfig

@@ -349,7 +349,7 @@ def test_failed_prepare_leaves_nothing(glue_dir, tmp_path, tiny_tokenizer):
     splits = load_tsv_splits(spec, glue_dir)
     splits["dev"][0].label = 5  # not a valid class id: ClassLabel refuses it while building the dataset
     out = tmp_path / "out"
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="Class label 5"):
         prepare_task(spec, splits, tiny_tokenizer, out / "RTE", progress=False)
     assert not out.exists() or list(out.iterdir()) == []
 

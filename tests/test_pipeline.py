@@ -82,7 +82,11 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
         assert (random / "config.json").is_file() and not (random / "model.safetensors").exists()
     for model in MICRO["finetune"]["models"]:
         result = json.loads((repo / "metrics" / "glue" / model / "MRPC.json").read_text())
-        assert result["main_metric"] == "accuracy" and 0 <= result["score"] <= 1
+        assert result["main_metric"] == "accuracy" and result["main_split"] == "dev"
+        # an accuracy on the 32 capped dev examples, the reported (best) epoch's, and the summary's figure
+        assert round(result["score"] * 32, 9) == round(result["score"] * 32)
+        assert result["score"] == max(e["dev"]["accuracy"] for e in result["per_seed"][0]["epochs"])
+        assert json.loads((repo / "metrics" / "prepare_glue" / "MRPC.json").read_text())["dev"]["examples"] == 32
         assert [e["epoch"] for e in result["per_seed"][0]["epochs"]] == [1]  # max_steps 3 ends inside epoch 1
         assert not any((repo / "finetuned" / model / "MRPC").glob("*.safetensors"))  # keep_weights: false
     summary = json.loads((repo / "metrics" / "summary.json").read_text())

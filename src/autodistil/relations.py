@@ -16,11 +16,20 @@ adding padding to a batch leaves the loss unchanged.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 LOSSES = ("kl", "mse")
+
+
+class QKV(NamedTuple):
+    """Projected queries, keys and values of one layer, each [batch, tokens, attention width]."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
 
 
 def relation_scores(x: torch.Tensor, n_heads: int) -> torch.Tensor:

