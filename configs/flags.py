@@ -3,7 +3,9 @@
     dvc exp run -n paper $(python configs/flags.py configs/paper.yaml)
 
 Prints ``-S ++<dotted.key>=<value>`` for every leaf of the profile (``++`` adds the key if params.yaml lacks
-it and overrides it otherwise; nested mappings are merged leaf by leaf, lists replaced whole). Keys that
+it and overrides it otherwise; nested mappings are merged leaf by leaf, lists replaced whole, and the mappings
+named by the user's sub-spaces and students, ``search.budgets``, ``search.students`` and ``partition.grids``,
+replaced whole: ``-S ~key`` first). Keys that
 params.yaml does not have are reported on stderr: a stage would silently ignore a misspelt knob.
 Values are written in the override grammar without spaces, so the shell's word splitting keeps each flag
 whole; a string value with whitespace is an error.
@@ -36,6 +38,11 @@ def _value(v, key: str) -> str:
     raise SystemExit(f"error: {key}: unsupported value {v!r}")
 
 
+# Mappings keyed by the user's own names (sub-spaces, students): a profile's replaces the default's whole, so that
+# a default student (or a default budget's fraction) never survives beside the profile's.
+REPLACED_WHOLE = ("search.budgets", "search.students", "partition.grids")
+
+
 def flags(profile: dict, base: dict | None = None, prefix: str = "") -> tuple[list[str], list[str]]:
     """(``-S`` flag list, keys absent from ``base``)."""
     out, unknown = [], []
@@ -44,7 +51,10 @@ def flags(profile: dict, base: dict | None = None, prefix: str = "") -> tuple[li
         inner = base.get(key) if isinstance(base, dict) else None
         if isinstance(base, dict) and key not in base:
             unknown.append(name)
-        if isinstance(value, dict) and value:
+        if name in REPLACED_WHOLE and isinstance(value, dict):
+            out += ["-S", f"~{name}"]  # removed first (Hydra's delete), then written leaf by leaf
+            out += flags(value, None, f"{name}.")[0]
+        elif isinstance(value, dict) and value:
             # an empty mapping in params.yaml (e.g. partition.grids: {}) is free-form: its children are not checked
             sub_base = inner if isinstance(inner, dict) and inner else None
             sub_flags, sub_unknown = flags(value, sub_base, f"{name}.")

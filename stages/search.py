@@ -75,6 +75,7 @@ def main() -> None:
     experiment = param(params, "mlflow.experiment", default="autodistil")
     from autodistil.distill import DistillSpec
     from autodistil.partition import load_subspaces
+    from autodistil.device import DEVICES, resolve_device
     from autodistil.search import CONVENTIONS, LatencyConfig, parse_budgets
     from autodistil.space import SearchSpaceError
 
@@ -99,12 +100,16 @@ def main() -> None:
     if convention not in CONVENTIONS:
         raise InputError(f"{src}: search.convention must be one of {CONVENTIONS}, got {convention!r}")
     latency_cfg = LatencyConfig.from_params(param(p, "latency", default={}), f"{src}: search.latency")
+    device_setting = param(p, "device", default="auto", source=src)
+    if device_setting not in DEVICES:
+        raise InputError(f"{src}: search.device must be one of {DEVICES}, got {device_setting!r}")
     proxy = dict(param(p, "proxy", default={}) or {})
     proxy_on = bool(proxy.get("enabled", False))
     if proxy_on:
         from autodistil.finetune import FinetuneConfig
 
-        proxy_cfg = FinetuneConfig.from_params({k: v for k, v in proxy.items() if k not in ("enabled", "task", "top_k")},
+        proxy_cfg = FinetuneConfig.from_params({"device": device_setting,  # the search's device unless set
+                                                **{k: v for k, v in proxy.items() if k not in ("enabled", "task", "top_k")}},
                                                f"{src}: search.proxy")
         top_k = int_param(params, "search.proxy.top_k", minimum=1, source=src)
         task_dir = Path(args.glue) / str(param(p, "proxy.task", source=src))
@@ -168,8 +173,9 @@ def main() -> None:
     from autodistil.tracking import log_metrics, stage_run, write_metrics
 
     t_start = time.perf_counter()
-    superlm = SuperLM.load(superlm_dir).eval()
-    teacher = load_teacher(source, "cpu")
+    device = resolve_device(device_setting)
+    superlm = SuperLM.load(superlm_dir).eval().to(device)
+    teacher = load_teacher(source, device)
     if TeacherDims.from_config(teacher.config) != dims:
         raise InputError(f"{args.subspaces}: partitioned for another teacher than teacher.source {source!r}")
     if (superlm_dir / ORDER_FILE).is_file():  # the SuperLM was sliced from the importance-ordered teacher
@@ -199,7 +205,7 @@ def main() -> None:
     logged = {"teacher": {"source": source}, "search": p, "superlm_loss": dataclasses.asdict(spec)}
     with stage_run(f"search@{sub_name}", logged, experiment, tags={"subspace": sub_name}) as run:
         t0 = time.perf_counter()
-        heldout = HeldOut(teacher, blocks, spec, batch_size, "cpu")
+        heldout = HeldOut(teacher, blocks, spec, batch_size, device)
         teacher_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         rows = score_candidates(superlm, heldout, archs, seq_len, progress=not args.no_progress,

@@ -356,4 +356,8 @@ def test_profile_flags():
     assert "++partition.grids.tiny.hidden=[128,160,192,224]" in out
     assert "++teacher.source=bert-base-uncased" in out and "++partition.mode=explicit" in out
     assert unknown == []  # every knob of the profile is one that params.yaml (hence a stage) has
+    # the profile's students replace the default's whole: no default budget (or its fraction) survives
+    i = out.index("~search.budgets")
+    assert out[i - 1] == "-S" and "++search.budgets.small.small-2.max_gflops=0.87" in out[i:]
+    assert not any(f.startswith("++search.budgets.") and "frac" in f for f in out)
     assert all(" " not in f for f in out)

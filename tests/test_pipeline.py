@@ -6,6 +6,7 @@ project's DVC remote) and the real packaged MiniLM teacher; only the budgets are
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -100,6 +101,20 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
     assert "up to date" in _run(["dvc", "status"], repo)
     again = _run(["dvc", "repro"], repo)
     assert "Running stage" not in again
+
+    # determinism: the same stages run again give the same weights (bitwise) and the same results
+    def results() -> tuple:
+        weights = [hashlib.sha256((repo / p).read_bytes()).hexdigest()
+                   for p in ("models/superlm/tiny/superlm.pt", "models/tiny/model.safetensors")]
+        search = (repo / "metrics" / "search" / "tiny.csv").read_text().splitlines()
+        header = search[0].split(",")
+        keep = [i for i, c in enumerate(header) if c not in ("seconds", "latency_ms")]  # wall times
+        glue = json.loads((repo / "metrics" / "glue" / "tiny" / "MRPC.json").read_text())
+        return weights, [[row.split(",")[i] for i in keep] for row in search], glue["score"], glue["per_seed"][0]["epochs"]
+
+    before = results()
+    _run(["dvc", "repro", "-f", "-s", "superlm@tiny", "search@tiny", "export@tiny", "finetune@tiny-MRPC"], repo)
+    assert results() == before
 
     # a fine-tuning param invalidates fine-tuning and the report, nothing upstream
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -158,6 +158,21 @@ def test_latency_is_measured_with_warmup_and_repeats():
     model.register_forward_hook(lambda *a: calls.append(1))
     lat = measure_latency(model, LatencyConfig(batch_size=2, seq_len=8, warmup=2, repeats=3))
     assert len(calls) == 5 and lat["repeats"] == 3 and lat["latency_min_ms"] <= lat["latency_ms"] > 0
+    assert lat["device"] == "cpu" and next(model.parameters()).device.type == "cpu"
+
+
+def test_latency_device_is_checked_and_the_model_goes_back_home():
+    with pytest.raises(InputError, match=r"search.latency.device: expected one of \('auto', 'cpu', 'cuda'\), got 'tpu'"):
+        LatencyConfig.from_params({"device": "tpu"})
+    assert LatencyConfig.from_params({}).device == "cpu"  # the deployment target unless asked otherwise
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_latency_on_cuda_and_back():
+    model = build_student(tiny_superlm(tiny_teacher(), tiny_subspace()), Arch(1, 2, 32, 48, 16))
+    lat = measure_latency(model, LatencyConfig(batch_size=2, seq_len=8, warmup=1, repeats=2, device="cuda"))
+    assert lat["device"].startswith("cuda") and next(model.parameters()).device.type == "cpu"
 
 
 LOAD_WITHOUT_AUTODISTIL = textwrap.dedent("""

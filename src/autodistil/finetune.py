@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .device import DEVICES, resolve_device
 from .io import InputError
 
 REPORTED_EPOCHS = ("best", "last")
@@ -55,7 +56,9 @@ class FinetuneConfig:
                         raise ValueError
                     out[k] = float(v)  # dvc -S writes 5e-05, which YAML 1.1 reads as a string
                 elif k == "device":
-                    out[k] = str(v)
+                    if v not in DEVICES:
+                        raise ValueError
+                    out[k] = v
                 elif k == "group_by_length":
                     if not isinstance(v, bool):
                         raise ValueError
@@ -66,7 +69,7 @@ class FinetuneConfig:
                     out[k] = int(v)
             except (TypeError, ValueError):
                 expected = ("a number" if k in floats else "true or false" if k == "group_by_length"
-                            else "an integer")
+                            else f"one of {DEVICES}" if k == "device" else "an integer")
                 raise InputError(f"{where}.{k}: expected {expected}, got {v!r}") from None
         cfg = cls(**out)
         if cfg.lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_batch_size < 1 or (
@@ -75,12 +78,6 @@ class FinetuneConfig:
         if cfg.weight_decay < 0 or not 0 <= cfg.warmup_ratio < 1:
             raise InputError(f"{where}: weight_decay must be >= 0 and warmup_ratio in [0, 1)")
         return cfg
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator, window: int = 50) -> list:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .cost import Vocab, costs
+from .device import DEVICES, resolve_device
 from .io import InputError
 from .space import Arch
 
@@ -228,14 +229,18 @@ class LatencyConfig:
     seq_len: int = 128
     warmup: int = 3
     repeats: int = 10
+    device: str = "cpu"  # where the figure is measured: cpu (the usual deployment target) | cuda | auto
 
     @classmethod
     def from_params(cls, d, where: str = "params.yaml: search.latency") -> "LatencyConfig":
         d = dict(d or {})
-        unknown = sorted(set(d) - {"batch_size", "seq_len", "warmup", "repeats"})
+        unknown = sorted(set(d) - {"batch_size", "seq_len", "warmup", "repeats", "device"})
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        out = {}
+        device = d.get("device", cls.device)
+        if device not in DEVICES:
+            raise InputError(f"{where}.device: expected one of {DEVICES}, got {device!r}")
+        out = {"device": device}
         for key, minimum in (("batch_size", 1), ("seq_len", 1), ("warmup", 0), ("repeats", 1)):
             v = d.get(key, getattr(cls, key))
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
@@ -253,8 +258,9 @@ def measure_latency(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), voca
     synchronising CUDA when the model lives there).
     """
     was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    home = next(model.parameters()).device
+    device = torch.device(resolve_device(cfg.device))
+    model.to(device).eval()
     vocab_size = vocab_size or getattr(getattr(model, "config", None), "vocab_size", 100)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, vocab_size, (cfg.batch_size, cfg.seq_len), generator=g).to(device)
@@ -271,7 +277,7 @@ def measure_latency(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), voca
             sync()
             times.append((time.perf_counter() - t0) * 1e3)
     finally:
-        model.train(was_training)
+        model.to(home).train(was_training)
     return {
         "latency_ms": statistics.median(times),
         "latency_mean_ms": statistics.fmean(times),

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .cost import exact_gflops
+from .device import DEVICES, resolve_device
 from .distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
 from .io import InputError, atomic_path
 from .space import DEPTH_RULES, Arch, TeacherDims
@@ -92,7 +93,7 @@ class TrainConfig:
             raise InputError(f"{where}.hidden_weight: expected a number >= 0, got {cfg.hidden_weight}")
         if cfg.depth_rule not in DEPTH_RULES:
             raise InputError(f"{where}.depth_rule: expected one of {DEPTH_RULES}, got {cfg.depth_rule!r}")
-        if cfg.device not in ("auto", "cpu", "cuda"):
+        if cfg.device not in DEVICES:
             raise InputError(f"{where}.device: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{where}.device is 'cuda' but no CUDA device is available")
@@ -189,8 +190,7 @@ def init_distributed(device_kind: str) -> Dist:
 
 
 def pick_device(setting: str, d: Dist) -> torch.device:
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    setting = resolve_device(setting)
     if setting == "cuda":
         torch.cuda.set_device(d.local_rank)
         return torch.device("cuda", d.local_rank)
