@@ -2,8 +2,8 @@
 
     python stages/report.py
 
-Reads params.yaml (finetune.*, prepare_glue.{tasks,max_length,max_train_samples}, mlflow.experiment) and
-metrics/glue/<model>/<task>.json for every model of finetune.models and task of prepare_glue.tasks. Writes
+Reads params.yaml (finetune.*, prepare_glue.{tasks,max_length,max_train_samples}, search.{students,convention},
+mlflow.experiment), metrics/search/<subspace>.csv and metrics/glue/<model>/<task>.json for every model of finetune.models and task of prepare_glue.tasks. Writes
 
 - metrics/summary.json   per model: kind (teacher / student / random), params and GFLOPs (paper and exact
                          conventions), measured latency, score per task (mean and std over seeds, in points
@@ -11,7 +11,10 @@ metrics/glue/<model>/<task>.json for every model of finetune.models and task of 
                          random-init baseline on every task;
 - reports/summary.md     the table (rows = models; params, GFLOPs, latency, tasks, average) with the protocol;
 - plots/glue_avg.csv     GLUE average against GFLOPs, drawn by `dvc plots show`;
-- an MLflow run with the table and a labelled scatter attached.
+- reports/glue_vs_cost.png  the same as a picture: teacher, students and random-init twins told apart;
+- reports/pareto.png     every scored candidate of metrics/search/<sub>.csv (the sub-spaces of search.students)
+                         against its GFLOPs (search.convention), the chosen students starred;
+- an MLflow run with the table and both pictures attached.
 """
 
 import argparse
@@ -21,7 +24,7 @@ import json
 import statistics
 from pathlib import Path
 
-from autodistil.io import InputError, atomic_write_text, load_params, param, run_main
+from autodistil.io import InputError, atomic_path, atomic_write_text, load_params, param, run_main
 from autodistil.report import student_retention
 
 METRIC_LABELS = {"accuracy": "acc", "f1": "F1", "matthews_correlation": "MCC", "pearson": "Pearson",
@@ -137,27 +140,6 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scatter_png(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    colours = {"teacher": "black", "student": "tab:blue", "random": "tab:gray"}
-    for name, m in summary["models"].items():
-        if m["gflops_exact"] is None:
-            continue
-        ax.scatter(m["gflops_exact"], m["glue_avg"], c=colours.get(m["kind"], "tab:red"), s=40)
-        ax.annotate(name, (m["gflops_exact"], m["glue_avg"]), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("GFLOPs (exact, log scale)")
-    ax.set_ylabel("GLUE dev average")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -165,6 +147,8 @@ def main() -> None:
     ap.add_argument("--summary", default="metrics/summary.json")
     ap.add_argument("--markdown", default="reports/summary.md")
     ap.add_argument("--plot", default="plots/glue_avg.csv")
+    ap.add_argument("--search", default="metrics/search", help="the search stages' candidate tables (<sub>.csv)")
+    ap.add_argument("--pictures", default="reports", help="where pareto.png and glue_vs_cost.png go")
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -174,6 +158,15 @@ def main() -> None:
     if not isinstance(models, list) or not models or not isinstance(tasks, list) or not tasks:
         raise InputError(f"{src}: finetune.models and prepare_glue.tasks must be non-empty lists")
     experiment = param(params, "mlflow.experiment", default="autodistil")
+    convention = param(params, "search.convention", default="exact", source=src)
+    subspaces = sorted(set((param(params, "search.students", default={}, source=src) or {}).values()))
+    candidates = {}
+    for sub in subspaces:  # every scored candidate, for the Pareto picture
+        table = Path(args.search) / f"{sub}.csv"
+        if not table.is_file():
+            raise InputError(f"{table}: not found (run `dvc repro search@{sub}`)")
+        with table.open(newline="") as f:
+            candidates[sub] = list(csv.DictReader(f))
     results = collect([str(m) for m in models], [str(t) for t in tasks], Path(args.results))
     first = results[models[0]][tasks[0]]
     protocol = {**{k: v for k, v in first["protocol"].items() if k != "train_examples"},
@@ -186,9 +179,9 @@ def main() -> None:
                 raise InputError(f"{args.results}/{model}/{task}.json: fine-tuned with another protocol than "
                                  f"{models[0]}/{tasks[0]} (re-run `dvc repro finetune`)")
 
-    import tempfile
-
     import mlflow
+
+    from autodistil.plots import glue_vs_cost_png, pareto_png
 
     from autodistil.tracking import log_metrics, stage_run, write_metrics
 
@@ -209,10 +202,11 @@ def main() -> None:
         atomic_write_text(args.markdown, text)
         write_metrics(args.summary, summary, run)
         mlflow.log_artifact(args.markdown)
-        with tempfile.TemporaryDirectory() as d:
-            png = Path(d) / "glue_avg_vs_gflops.png"
-            scatter_png(summary, png)
-            mlflow.log_artifact(str(png))
+        for name, draw in (("glue_vs_cost.png", lambda f: glue_vs_cost_png(summary["models"], f, tasks)),
+                           ("pareto.png", lambda f: pareto_png(candidates, f, convention))):
+            with atomic_path(Path(args.pictures) / name) as tmp:
+                draw(tmp)
+            mlflow.log_artifact(str(Path(args.pictures) / name))
     print(text)
 
 

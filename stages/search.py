@@ -32,28 +32,6 @@ def file_hash(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def scatter_png(rows, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter([r["gflops_paper"] for r in rows], [r["loss"] for r in rows], s=18, label="candidates")
-    chosen = [r for r in rows if r.get("chosen")]
-    ax.scatter([r["gflops_paper"] for r in chosen], [r["loss"] for r in chosen], s=60, marker="*", c="red",
-               label="chosen")
-    for r in chosen:
-        ax.annotate(r["chosen"], (r["gflops_paper"], r["loss"]), fontsize=8)
-    ax.set_xlabel("GFLOPs (paper convention)")
-    ax.set_ylabel("held-out loss (search criterion)")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("subspace")
@@ -166,6 +144,7 @@ def main() -> None:
     from autodistil.distill import HeldOut
     from autodistil.export import build_student
     from autodistil.importance import ORDER_FILE, Order, apply_order
+    from autodistil.plots import pareto_png
     from autodistil.search import NoFitError, mark_chosen, measure_latency, score_candidates, select, write_csv
     from autodistil.space import TeacherDims
     from autodistil.superlm import SuperLM
@@ -292,7 +271,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as d:
             png = Path(d) / f"search_{sub_name}.png"
-            scatter_png(rows, png, f"search@{sub_name}: held-out loss vs GFLOPs")
+            pareto_png({sub_name: rows}, png, convention, f"held-out {criterion} loss")
             mlflow.log_artifact(str(png))
     print(json.dumps({"subspace": sub_name, "wall_seconds": metrics["timing"]["wall_seconds"],
                       "seconds_per_candidate": metrics["timing"]["seconds_per_candidate"],

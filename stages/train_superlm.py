@@ -18,6 +18,7 @@ import argparse  # noqa: E402
 import csv  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from autodistil.io import InputError, atomic_path, load_params, param, run_main  # noqa: E402
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace) -> None:
 
     import mlflow
 
+    from autodistil.plots import loss_curve_png
     from autodistil.tracking import stage_run, write_metrics
 
     heldout = HeldOut(teacher, heldout_blocks[: cfg.eval_blocks], cfg.spec(superlm_cfg.relation_heads),
@@ -177,6 +179,10 @@ def run(args: argparse.Namespace) -> None:
         }
         write_metrics(Path(args.metrics) / f"{args.subspace}.json", metrics, run)
         mlflow.log_artifact(str(Path(args.plots) / f"{args.subspace}.csv"))
+        with tempfile.TemporaryDirectory() as d:  # the curve as a picture, titled with its sub-space
+            png = Path(d) / f"superlm_{args.subspace}.png"
+            loss_curve_png(result.history, png, args.subspace, f"relation {cfg.loss}")
+            mlflow.log_artifact(str(png))
     (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: the model is the output now
     print(json.dumps({"heldout_loss_before": before, "heldout_loss_after": after,
                       "tokens_per_second": metrics["tokens_per_second"]}))

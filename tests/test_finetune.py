@@ -163,6 +163,8 @@ def test_finetune_and_report_stages(tmp_path, task_dir, model_dir, mlflow_root, 
     text = (root / "reports/summary.md").read_text()
     assert "| s | student |" in text and "the **best** dev epoch" in text and "seeds [1, 2]" in text
     assert (root / "plots/glue_avg.csv").read_text().splitlines()[0] == "model,kind,params_exact_m,gflops_exact,glue_avg"
+    for picture in ("glue_vs_cost.png", "pareto.png"):  # written whole, as PNG
+        assert (root / "reports" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_keep_weights_saves_the_reported_classifier(tmp_path, task_dir, model_dir, mlflow_root, monkeypatch, capsys):

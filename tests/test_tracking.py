@@ -100,6 +100,11 @@ def test_experiment_created_once_under_concurrency(mlflow_root):
     assert len(set(ids)) == 1
     assert tracking.ensure_experiment("shared", uri) == ids[0]
     assert (mlflow_root / "mlflow.db").is_file() and (mlflow_root / "mlflow.db.lock").is_file()
+    from mlflow import MlflowClient
+
+    # a model-training experiment, so that `mlflow ui` opens on its runs table
+    tags = MlflowClient(uri).get_experiment(ids[0]).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_repo_ignores_the_mlflow_store():

@@ -80,6 +80,10 @@ def _lock(path: Path):
     return f
 
 
+# a model-training experiment: `mlflow ui` opens it on the runs table (MLflow 3 shows GenAI views otherwise)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(experiment: str, uri: str) -> str:
     """The experiment's id, creating the store and the experiment once (under a file lock beside the DB)."""
     from mlflow import MlflowClient
@@ -96,9 +100,12 @@ def ensure_experiment(experiment: str, uri: str) -> str:
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 client.restore_experiment(found.experiment_id)
+            for key, value in EXPERIMENT_TAGS.items():  # stores made before the tag existed
+                if found.tags.get(key) != value:
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
         try:
-            return client.create_experiment(experiment)
+            return client.create_experiment(experiment, tags=EXPERIMENT_TAGS)
         except MlflowException:  # created meanwhile by a writer that did not take the lock
             found = client.get_experiment_by_name(experiment)
             if found is None:
