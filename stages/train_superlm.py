@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.space import Envelope, SearchSpaceError, TeacherDims
     from autodistil.superlm import SuperLM, SuperLMConfig
     from autodistil.teacher import load_teacher
-    from autodistil.train import (SubnetSampler, heldout_report, init_distributed, pick_device,
+    from autodistil.train import (SubnetSampler, clear_checkpoints, heldout_report, init_distributed, pick_device,
                                   probe_candidates, train_superlm)
 
     try:
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> None:
             png = Path(d) / f"superlm_{args.subspace}.png"
             loss_curve_png(result.history, png, args.subspace, f"relation {cfg.loss}")
             mlflow.log_artifact(str(png))
-    (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: the model is the output now
+    clear_checkpoints(ckpt_dir)  # finished: the model is the output now
     print(json.dumps({"heldout_loss_before": before, "heldout_loss_after": after,
                       "tokens_per_second": metrics["tokens_per_second"]}))
 

@@ -10,7 +10,8 @@ from autodistil.distill import HeldOut
 from autodistil.io import InputError
 from autodistil.space import SubSpace, TeacherDims
 from autodistil.train import (
-    Dist, SubnetSampler, TrainConfig, global_batch_rows, make_optimizer, probe_candidates, train_superlm,
+    Dist, SubnetSampler, TrainConfig, clear_checkpoints, global_batch_rows, load_checkpoint, make_optimizer,
+    probe_candidates, train_superlm,
 )
 from tiny import VOCAB, tiny_superlm, tiny_teacher
 
@@ -107,6 +108,36 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert result.resumed_from == 2 and result.steps == 6
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, capsys):
+    teacher, straight, sampler, cfg = _setup(dropout=0.1)
+    train_superlm(straight, teacher, _blocks(), sampler, cfg, tmp_path / "a", progress=False)
+
+    def interrupt(record, step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    _, first, _, _ = _setup(dropout=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        train_superlm(first, teacher, _blocks(), sampler, cfg, tmp_path / "b", log=interrupt, progress=False)
+    last, previous = tmp_path / "b" / "last.pt", tmp_path / "b" / "previous.pt"
+    assert torch.load(last, weights_only=False)["step"] == 4 and torch.load(previous, weights_only=False)["step"] == 2
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated, as by a full disk
+    _, resumed, _, _ = _setup(dropout=0.1)
+    result = train_superlm(resumed, teacher, _blocks(), sampler, cfg, tmp_path / "b", progress=False)
+    err = capsys.readouterr().err
+    assert f"{last} is unreadable" in err and f"resuming from {previous} (step 2)" in err
+    assert result.resumed_from == 2 and result.steps == 6
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name  # the same weights as the uninterrupted run
+
+    for path in (last, previous):  # both unreadable: from scratch, with a warning
+        path.write_bytes(b"not a checkpoint")
+    assert load_checkpoint(tmp_path / "b", {"any": 1}) is None
+    assert "starting afresh" in capsys.readouterr().err
+    clear_checkpoints(tmp_path / "b")
+    assert not last.exists() and not previous.exists()
 
 
 def test_micro_batches_accumulate_to_the_same_step(tmp_path):
