@@ -42,17 +42,34 @@ def relation_scores(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x @ x.transpose(-1, -2) / math.sqrt(d)
 
 
-def _log_probs(scores: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    return F.log_softmax(scores.masked_fill(~keys, torch.finfo(scores.dtype).min), dim=-1)
+def _log_probs(scores: torch.Tensor, keys: torch.Tensor, padded: bool = True) -> torch.Tensor:
+    if padded:  # full blocks (the corpus) have no padded key to mask
+        scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+    return F.log_softmax(scores, dim=-1)
 
 
-def _kl(student: torch.Tensor, log_p_t: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    log_p_s = _log_probs(student, keys)
-    kl = torch.where(keys, log_p_t.exp() * (log_p_t - log_p_s), 0.0).sum(-1)  # [B, N_r, T]
-    return torch.where(rows, kl, 0.0).sum() / (rows.sum() * student.shape[1])
+def _teacher_kl_side(scores: torch.Tensor, keys: torch.Tensor, padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p_t, sum_k p_t log p_t): the teacher's probabilities (exactly 0 on padded keys) and negative entropy."""
+    log_p_t = _log_probs(scores, keys, padded)
+    p_t = log_p_t.exp()
+    if padded:
+        p_t = p_t.masked_fill(~keys, 0.0)
+        log_p_t = log_p_t.masked_fill(~keys, 0.0)
+    return p_t, (p_t * log_p_t).sum(-1)
 
 
-def _mse(student: torch.Tensor, teacher: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def _kl(student: torch.Tensor, teacher: tuple[torch.Tensor, torch.Tensor], keys: torch.Tensor, rows: torch.Tensor,
+        padded: bool) -> torch.Tensor:
+    # KL(t || s) per query row = sum_k p_t log p_t - sum_k p_t log p_s; the first term is the teacher's alone
+    p_t, neg_entropy = teacher
+    kl = neg_entropy - (p_t * _log_probs(student, keys, padded)).sum(-1)  # [B, N_r, T]; p_t = 0 on padded keys
+    if padded:
+        kl = torch.where(rows, kl, 0.0)
+    return kl.sum() / (rows.sum() * student.shape[1])
+
+
+def _mse(student: torch.Tensor, teacher: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor,
+         padded: bool) -> torch.Tensor:
     pairs = keys & rows[..., None]  # [B, 1, T, T]
     sq = torch.where(pairs, (student - teacher) ** 2, 0.0)
     return sq.sum() / (pairs.sum() * student.shape[1])
@@ -63,13 +80,15 @@ def _masks(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return real[:, None, None, :], real[:, None, :]  # keys [B, 1, 1, T], query rows [B, 1, T]
 
 
-def teacher_relations(teacher_qkv, attention_mask: torch.Tensor, n_heads: int, kind: str = "kl") -> list[torch.Tensor]:
-    """The teacher's side of :func:`relation_loss` for Q, K, V (log-probabilities for ``kl``, scores for ``mse``),
-    to compute once when many students are compared on the same batch (the search)."""
+def teacher_relations(teacher_qkv, attention_mask: torch.Tensor, n_heads: int, kind: str = "kl") -> list:
+    """The teacher's side of :func:`relation_loss` for Q, K, V (for ``kl`` its probabilities and negative
+    entropy per query row, for ``mse`` its scores), to compute once when many students are compared on the same
+    batch (the search)."""
     keys, _ = _masks(attention_mask)
+    padded = not bool(attention_mask.all())
     with torch.autocast(attention_mask.device.type, enabled=False):  # fp32 even under bf16 autocast
         rel = [relation_scores(t.float(), n_heads) for t in teacher_qkv]
-        return [_log_probs(r, keys) for r in rel] if kind == "kl" else rel
+        return [_teacher_kl_side(r, keys, padded) for r in rel] if kind == "kl" else rel
 
 
 def relation_loss(
@@ -89,10 +108,11 @@ def relation_loss(
         raise ValueError(f"unknown relation loss {kind!r}; expected one of {LOSSES}")
     fn = _kl if kind == "kl" else _mse
     keys, rows = _masks(attention_mask)
+    padded = not bool(attention_mask.all())  # no padding (corpus blocks): no masking work at all
     if teacher_rel is None:
         teacher_rel = teacher_relations(teacher_qkv, attention_mask, n_heads, kind)
     total = 0.0
     with torch.autocast(attention_mask.device.type, enabled=False):  # fp32 even under bf16 autocast
         for s, t in zip(student_qkv, teacher_rel):
-            total = total + fn(relation_scores(s.float(), n_heads), t, keys, rows)
+            total = total + fn(relation_scores(s.float(), n_heads), t, keys, rows, padded)
     return total
