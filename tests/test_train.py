@@ -89,18 +89,23 @@ def test_hidden_state_term_is_trained_when_weighted(tmp_path):
         TrainConfig.from_params({"max_steps": 1, "init_order": "random"})
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
-    # dropout on: the RNG state must be restored too
+def _straight_and_interrupted(tmp_path, at_step: int):
+    """An uninterrupted run (dropout on: resuming must restore the RNG too) and one stopped at ``at_step``."""
     teacher, straight, sampler, cfg = _setup(dropout=0.1)
     train_superlm(straight, teacher, _blocks(), sampler, cfg, tmp_path / "a", progress=False)
 
     def interrupt(record, step):
-        if step == 3:
+        if step == at_step:
             raise KeyboardInterrupt
 
     _, first, _, _ = _setup(dropout=0.1)
     with pytest.raises(KeyboardInterrupt):
         train_superlm(first, teacher, _blocks(), sampler, cfg, tmp_path / "b", log=interrupt, progress=False)
+    return teacher, straight, sampler, cfg
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    teacher, straight, sampler, cfg = _straight_and_interrupted(tmp_path, at_step=3)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 2  # a checkpoint every 2 steps
     torch.manual_seed(1234)  # a fresh process: nothing left of the interrupted run's RNG
     _, resumed, _, _ = _setup(dropout=0.1)
@@ -111,16 +116,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, capsys):
-    teacher, straight, sampler, cfg = _setup(dropout=0.1)
-    train_superlm(straight, teacher, _blocks(), sampler, cfg, tmp_path / "a", progress=False)
-
-    def interrupt(record, step):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    _, first, _, _ = _setup(dropout=0.1)
-    with pytest.raises(KeyboardInterrupt):
-        train_superlm(first, teacher, _blocks(), sampler, cfg, tmp_path / "b", log=interrupt, progress=False)
+    teacher, straight, sampler, cfg = _straight_and_interrupted(tmp_path, at_step=5)
     last, previous = tmp_path / "b" / "last.pt", tmp_path / "b" / "previous.pt"
     assert torch.load(last, weights_only=False)["step"] == 4 and torch.load(previous, weights_only=False)["step"] == 2
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated, as by a full disk
