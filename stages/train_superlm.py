@@ -10,16 +10,15 @@ and plots/superlm/<subspace>.csv (the loss curve). Checkpoints go to checkpoints
 re-run after an interruption resumes from the last one; a finished run removes it.
 """
 
+import argparse
+import csv
+import hashlib
+import json
 import os
+import tempfile
+from pathlib import Path
 
-LAUNCHER = os.getppid()  # read before the slow imports, so a launcher that dies meanwhile is noticed
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+LAUNCHER = os.getppid()  # read before the package's slow imports, so a launcher that dies meanwhile is noticed
 
 from autodistil.io import InputError, atomic_path, load_params, param, run_main  # noqa: E402
 
