@@ -80,11 +80,9 @@ def main() -> None:
     # ---- fine-tuning
     import dataclasses
 
-    import mlflow
-
     from autodistil.export import read_info
     from autodistil.finetune import finetune
-    from autodistil.tracking import log_metrics, stage_run, write_metrics
+    from autodistil.tracking import log_metrics, log_step, stage_run, write_metrics
 
     info = read_info(model_dir)
     kind = info.get("kind", "student")
@@ -100,8 +98,7 @@ def main() -> None:
     with stage_run(f"finetune@{args.model}-{args.task}", logged, experiment, tags=tags) as run:
         for i, seed in enumerate(seeds):
             res = finetune(model_dir, task_dir, dataclasses.replace(cfg, seed=seed),
-                           log=lambda m, step, seed=seed: mlflow.log_metrics(
-                               {f"seed{seed}.{k}": v for k, v in m.items()}, step=step),
+                           log=lambda m, step, seed=seed: log_step({f"seed{seed}.{k}": v for k, v in m.items()}, step),
                            random_init=kind == "random", keep=report if keep_weights and i == 0 else None,
                            progress=not args.no_progress, desc=f"{args.model} {args.task} seed {seed}")
             kept = res.pop("model", kept)

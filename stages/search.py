@@ -149,7 +149,7 @@ def main() -> None:
     from autodistil.space import TeacherDims
     from autodistil.superlm import SuperLM
     from autodistil.teacher import load_teacher
-    from autodistil.tracking import log_metrics, stage_run, write_metrics
+    from autodistil.tracking import log_metrics, log_step, stage_run, write_metrics
 
     t_start = time.perf_counter()
     device = resolve_device(device_setting)
@@ -188,7 +188,7 @@ def main() -> None:
         teacher_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         rows = score_candidates(superlm, heldout, archs, seq_len, progress=not args.no_progress,
-                                log=lambda m, step: mlflow.log_metrics(m, step=step), criterion=criterion)
+                                log=log_step, criterion=criterion)
         score_seconds = time.perf_counter() - t0
 
         chosen: dict[str, dict] = {}

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> None:
     import mlflow
 
     from autodistil.plots import loss_curve_png
-    from autodistil.tracking import stage_run, write_metrics
+    from autodistil.tracking import log_step, stage_run, write_metrics
 
     heldout = HeldOut(teacher, heldout_blocks[: cfg.eval_blocks], cfg.spec(superlm_cfg.relation_heads),
                       cfg.eval_batch_size, device)
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> None:
                    tags={"subspace": args.subspace}) as run:
         before = heldout_report(superlm, heldout, probes)
         mlflow.log_metrics({f"heldout_before_{k}": v for k, v in before.items()})
-        result = train(lambda record, step: mlflow.log_metrics(record, step=step))
+        result = train(log_step)
         after = heldout_report(superlm, heldout, probes)
         mlflow.log_metrics({f"heldout_after_{k}": v for k, v in after.items()})
 

@@ -62,6 +62,18 @@ def test_stage_run_tags_params_metrics_and_run_id(tmp_path, mlflow_root, monkeyp
     assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
+def test_step_metrics_are_all_written_when_the_run_ends(mlflow_root):
+    """log_step does not wait for the database; the end of the run does, so no step is lost."""
+    from mlflow import MlflowClient
+
+    with tracking.stage_run("finetune@x-y", {}, experiment="test-tracking") as run:
+        for step in range(1, 201):
+            tracking.log_step({"train_loss": 1.0 / step, "lr": 1e-4}, step)
+    history = MlflowClient(tracking.tracking_uri()).get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == list(range(1, 201))
+    assert {m.step: m.value for m in history}[50] == pytest.approx(0.02)
+
+
 def test_stage_run_tags_git_commit(tmp_path, mlflow_root, monkeypatch):
     from mlflow import MlflowClient
 

@@ -163,6 +163,14 @@ def log_metrics(metrics: Mapping[str, Any], prefix: str = "") -> None:
         mlflow.log_metrics(numeric)
 
 
+def log_step(metrics: Mapping[str, float], step: int) -> None:
+    """Log one training step's metrics without waiting for the database: MLflow queues them and the run's end
+    waits for the queue (a synchronous write to SQLite costs about 8 ms, a fine-tuning step 50-300 ms)."""
+    import mlflow
+
+    mlflow.log_metrics(dict(metrics), step=step, synchronous=False)
+
+
 def write_metrics(path: str | os.PathLike, metrics: Mapping[str, Any], run: Any | None = None) -> Path:
     """Write a stage's metrics JSON atomically, adding ``mlflow_run_id`` (from ``run`` or the active run)."""
     data = dict(metrics)
