@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from autodistil.corpus import load_blocks
@@ -41,7 +40,8 @@ from autodistil.partition import load_subspaces
 from autodistil.space import Envelope, TeacherDims
 from autodistil.superlm import SuperLM, SuperLMConfig
 from autodistil.teacher import load_teacher, teacher_targets
-from autodistil.train import SubnetSampler, TrainConfig, make_optimizer
+from autodistil.sampling import SubnetSampler
+from autodistil.train import TrainConfig, make_optimizer
 
 TARGETS = {"slice_overhead": ("<=", 1.10), "mfu": (">=", 0.5), "sandwich_step": ("<=", 1.15),
            "search_per_candidate": ("<=", 1.2)}

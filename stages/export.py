@@ -47,7 +47,7 @@ def main() -> None:
     sub = str(students[args.student])
     source = param(params, "teacher.source", source=src)
     experiment = param(params, "mlflow.experiment", default="autodistil")
-    from autodistil.search import LatencyConfig
+    from autodistil.latency import LatencyConfig
 
     latency_cfg = LatencyConfig.from_params(param(params, "search.latency", default={}), f"{src}: search.latency")
     search = read_json(Path(args.metrics) / "search" / f"{sub}.json", f"run `dvc repro search@{sub}`")
@@ -61,7 +61,7 @@ def main() -> None:
         raise InputError(f"{superlm_dir}: no trained SuperLM (run `dvc repro superlm@{sub}`)")
 
     from autodistil.export import build_student, export_random_baseline, export_student, read_info
-    from autodistil.search import measure_latency
+    from autodistil.latency import measure_latency
     from autodistil.space import Arch
     from autodistil.superlm import SuperLM
     from autodistil.teacher import load_tokenizer

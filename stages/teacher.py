@@ -27,13 +27,13 @@ def main() -> None:
     source = param(params, "teacher.source", source=src)
     experiment = param(params, "mlflow.experiment", default="autodistil")
     seq_len = int_param(params, "search.seq_len", minimum=1, source=src)
-    from autodistil.search import LatencyConfig
+    from autodistil.latency import LatencyConfig
 
     latency_cfg = LatencyConfig.from_params(param(params, "search.latency", default={}), f"{src}: search.latency")
 
     from autodistil.cost import Vocab, costs, count_params
     from autodistil.export import INFO_FILE
-    from autodistil.search import measure_latency
+    from autodistil.latency import measure_latency
     from autodistil.space import Arch, TeacherDims
     from autodistil.teacher import load_teacher, load_tokenizer
     from autodistil.tracking import log_metrics, stage_run

@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.space import Envelope, SearchSpaceError, TeacherDims
     from autodistil.superlm import SuperLM, SuperLMConfig
     from autodistil.teacher import load_teacher
-    from autodistil.train import (SubnetSampler, clear_checkpoints, heldout_report, init_distributed, pick_device,
-                                  probe_candidates, train_superlm)
+    from autodistil.checkpoint import clear_checkpoints
+    from autodistil.sampling import SubnetSampler
+    from autodistil.train import heldout_report, init_distributed, pick_device, probe_candidates, train_superlm
 
     try:
         subspaces = load_subspaces(args.subspaces)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from autodistil import partition as part
-from autodistil.space import SearchSpaceError, SubSpace, TeacherDims, validate_disjoint
+from autodistil.space import SearchSpaceError, TeacherDims, validate_disjoint
 
 REPO = Path(__file__).resolve().parents[1]
 BERT_BASE = TeacherDims(layers=12, heads=12, hidden=768, ffn=3072)
