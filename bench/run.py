@@ -213,10 +213,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             stage = [sys.executable]
             results["peak_rss_gib"] = {
-                "superlm": peak_rss_gib([*stage, "stages/train_superlm.py", largest_sub, "--out", f"{tmp}/superlm",
-                                         "--checkpoints", f"{tmp}/ckpt", "--metrics", f"{tmp}/m",
-                                         "--plots", f"{tmp}/p"]),
-                "search": peak_rss_gib([*stage, "stages/search.py", largest_sub, "--superlm", f"{tmp}/superlm",
+                "superlm": peak_rss_gib([*stage, "stages/train_superlm.py", largest_sub,
+                                         "--subspaces", args.subspaces, "--corpus", args.corpus,
+                                         "--out", f"{tmp}/superlm", "--checkpoints", f"{tmp}/ckpt",
+                                         "--metrics", f"{tmp}/m", "--plots", f"{tmp}/p"]),
+                "search": peak_rss_gib([*stage, "stages/search.py", largest_sub, "--subspaces", args.subspaces,
+                                        "--corpus", args.corpus, "--glue", "data/glue", "--superlm", f"{tmp}/superlm",
                                         "--metrics", f"{tmp}/s", "--no-progress"]),
             }
     results["pipeline_minutes"] = pipeline_minutes()

@@ -33,9 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("student")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--superlm", default="models/superlm")
-    ap.add_argument("--metrics", default="metrics")
-    ap.add_argument("--out", default="models")
+    ap.add_argument("--superlm", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     params = load_params(args.params)

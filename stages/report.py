@@ -27,12 +27,12 @@ from autodistil.report import collect, common_protocol, glue_avg_csv, load_candi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--results", default="metrics/glue")
-    ap.add_argument("--summary", default="metrics/summary.json")
-    ap.add_argument("--markdown", default="reports/summary.md")
-    ap.add_argument("--plot", default="plots/glue_avg.csv")
-    ap.add_argument("--search", default="metrics/search", help="the search stages' candidate tables (<sub>.csv)")
-    ap.add_argument("--pictures", default="reports", help="where pareto.png and glue_vs_cost.png go")
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--summary", required=True)
+    ap.add_argument("--markdown", required=True)
+    ap.add_argument("--plot", required=True)
+    ap.add_argument("--search", required=True, help="the search stages' candidate tables (<sub>.csv)")
+    ap.add_argument("--pictures", required=True, help="where pareto.png and glue_vs_cost.png go")
     args = ap.parse_args()
 
     params = load_params(args.params)

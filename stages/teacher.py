@@ -19,7 +19,7 @@ from autodistil.io import InputError, atomic_path, int_param, load_params, param
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="models/teacher")
+    ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     params = load_params(args.params)

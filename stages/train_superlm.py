@@ -43,12 +43,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("subspace")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--subspaces", default="partition/subspaces.json")
-    ap.add_argument("--corpus", default="data/corpus")
-    ap.add_argument("--out", default="models/superlm")
-    ap.add_argument("--checkpoints", default="checkpoints/superlm")
-    ap.add_argument("--metrics", default="metrics/superlm")
-    ap.add_argument("--plots", default="plots/superlm")
+    ap.add_argument("--subspaces", required=True)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--checkpoints", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--plots", required=True)
     args = ap.parse_args()
 
     from autodistil.guard import exclusive_dir, exit_with_parent

@@ -17,6 +17,7 @@ from autodistil.search import (Budget, NoFitError, ProxyConfig, SearchConfig, ch
                                mark_chosen, parse_budgets, sample_candidates, score_candidates, select, write_csv)
 from autodistil.space import Arch, SubSpace, TeacherDims
 from tiny import VOCAB, padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
+from stage_runner import dvc_path_args
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -300,7 +301,7 @@ def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     metrics = tmp_path / "metrics"
     monkeypatch.setattr(sys, "argv", [
-        "search.py", "tiny", "--params", str(tmp_path / "params.yaml"),
+        "search.py", "tiny", *dvc_path_args("search.py"), "--params", str(tmp_path / "params.yaml"),
         "--subspaces", str(subspaces), "--superlm", str(tmp_path / "no-superlm"), "--metrics", str(metrics)])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(str(REPO / "stages" / "search.py"), run_name="__main__")
