@@ -50,23 +50,18 @@ def main() -> None:
     source = param(params, "teacher.source", source=args.params)
     experiment = param(params, "mlflow.experiment", default="autodistil")
     from autodistil.cost import Vocab
-    from autodistil.partition import load_subspaces, load_teacher_dims
+    from autodistil.partition import load_subspace, load_subspaces, load_teacher_dims
     from autodistil.search import SearchConfig, check_feasible, cost_row, sample_candidates
     from autodistil.space import SearchSpaceError
 
-    try:
-        subspaces = load_subspaces(args.subspaces)
-    except SearchSpaceError as e:
-        raise InputError(str(e)) from None
-    if sub_name not in subspaces:
-        raise InputError(f"{args.subspaces}: no sub-space {sub_name!r} (have {', '.join(subspaces)})")
-    cfg = SearchConfig.from_params(params, sub_name, subspaces, Path(args.glue), args.params)
+    subspace = load_subspace(args.subspaces, sub_name)
+    cfg = SearchConfig.from_params(params, sub_name, load_subspaces(args.subspaces), Path(args.glue), args.params)
     # budgets on params / GFLOPs are checked against the grid before anything heavy runs
     doc_teacher = json.loads(Path(args.subspaces).read_text())["teacher"]
     dims = load_teacher_dims(args.subspaces)
     vocab = Vocab(doc_teacher["vocab_size"], doc_teacher["max_position_embeddings"], doc_teacher["type_vocab_size"])
     try:
-        all_candidates = subspaces[sub_name].candidates(dims)
+        all_candidates = subspace.candidates(dims)
     except SearchSpaceError as e:
         raise InputError(f"{args.subspaces}: {e}") from None
     archs, sampled = sample_candidates(all_candidates, cfg.max_candidates, cfg.seed)

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.corpus import load_blocks
     from autodistil.distill import HeldOut
     from autodistil.importance import ORDER_FILE
-    from autodistil.partition import load_subspaces
+    from autodistil.partition import load_subspace
     from autodistil.space import Envelope, SearchSpaceError, TeacherDims
     from autodistil.superlm import SuperLM, SuperLMConfig
     from autodistil.teacher import load_teacher
@@ -83,13 +83,7 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.sampling import SubnetSampler
     from autodistil.train import heldout_report, init_distributed, pick_device, probe_candidates, train_superlm
 
-    try:
-        subspaces = load_subspaces(args.subspaces)
-    except SearchSpaceError as e:
-        raise InputError(str(e)) from None
-    if args.subspace not in subspaces:
-        raise InputError(f"{args.subspaces}: no sub-space {args.subspace!r} (have {', '.join(subspaces)})")
-    sub = subspaces[args.subspace]
+    sub = load_subspace(args.subspaces, args.subspace)
     corpus = Path(args.corpus)
     blocks, heldout_blocks = load_blocks(corpus, "train"), load_blocks(corpus, "heldout")
 

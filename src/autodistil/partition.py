@@ -575,6 +575,19 @@ def load_subspaces(path: str | Path) -> dict[str, SubSpace]:
     return {name: _subspace(name, grid, convention) for name, grid in doc["subspaces"].items()}
 
 
+def load_subspace(path: str | Path, name: str) -> SubSpace:
+    """Sub-space ``name`` of ``partition/subspaces.json``; a missing file or name is an :class:`InputError`."""
+    from .io import InputError
+
+    try:
+        subspaces = load_subspaces(path)
+    except SearchSpaceError as e:
+        raise InputError(str(e)) from None
+    if name not in subspaces:
+        raise InputError(f"{path}: no sub-space {name!r} (have {', '.join(subspaces)})")
+    return subspaces[name]
+
+
 def load_teacher_dims(path: str | Path) -> TeacherDims:
     """The teacher's shape recorded in ``partition/subspaces.json``."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
