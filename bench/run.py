@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from autodistil.corpus import load_blocks
@@ -41,7 +40,8 @@ from autodistil.partition import load_subspaces
 from autodistil.space import Envelope, TeacherDims
 from autodistil.superlm import SuperLM, SuperLMConfig
 from autodistil.teacher import load_teacher, teacher_targets
-from autodistil.train import SubnetSampler, TrainConfig, make_optimizer
+from autodistil.sampling import SubnetSampler
+from autodistil.train import TrainConfig, make_optimizer
 
 TARGETS = {"slice_overhead": ("<=", 1.10), "mfu": (">=", 0.5), "sandwich_step": ("<=", 1.15),
            "search_per_candidate": ("<=", 1.2)}
@@ -213,10 +213,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             stage = [sys.executable]
             results["peak_rss_gib"] = {
-                "superlm": peak_rss_gib([*stage, "stages/train_superlm.py", largest_sub, "--out", f"{tmp}/superlm",
-                                         "--checkpoints", f"{tmp}/ckpt", "--metrics", f"{tmp}/m",
-                                         "--plots", f"{tmp}/p"]),
-                "search": peak_rss_gib([*stage, "stages/search.py", largest_sub, "--superlm", f"{tmp}/superlm",
+                "superlm": peak_rss_gib([*stage, "stages/train_superlm.py", largest_sub,
+                                         "--subspaces", args.subspaces, "--corpus", args.corpus,
+                                         "--out", f"{tmp}/superlm", "--checkpoints", f"{tmp}/ckpt",
+                                         "--metrics", f"{tmp}/m", "--plots", f"{tmp}/p"]),
+                "search": peak_rss_gib([*stage, "stages/search.py", largest_sub, "--subspaces", args.subspaces,
+                                        "--corpus", args.corpus, "--glue", "data/glue", "--superlm", f"{tmp}/superlm",
                                         "--metrics", f"{tmp}/s", "--no-progress"]),
             }
     results["pipeline_minutes"] = pipeline_minutes()

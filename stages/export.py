@@ -33,9 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("student")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--superlm", default="models/superlm")
-    ap.add_argument("--metrics", default="metrics")
-    ap.add_argument("--out", default="models")
+    ap.add_argument("--superlm", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -47,7 +47,7 @@ def main() -> None:
     sub = str(students[args.student])
     source = param(params, "teacher.source", source=src)
     experiment = param(params, "mlflow.experiment", default="autodistil")
-    from autodistil.search import LatencyConfig
+    from autodistil.latency import LatencyConfig
 
     latency_cfg = LatencyConfig.from_params(param(params, "search.latency", default={}), f"{src}: search.latency")
     search = read_json(Path(args.metrics) / "search" / f"{sub}.json", f"run `dvc repro search@{sub}`")
@@ -61,7 +61,7 @@ def main() -> None:
         raise InputError(f"{superlm_dir}: no trained SuperLM (run `dvc repro superlm@{sub}`)")
 
     from autodistil.export import build_student, export_random_baseline, export_student, read_info
-    from autodistil.search import measure_latency
+    from autodistil.latency import measure_latency
     from autodistil.space import Arch
     from autodistil.superlm import SuperLM
     from autodistil.teacher import load_tokenizer

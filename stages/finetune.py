@@ -17,19 +17,10 @@ data/glue/<task>/. Writes
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 from autodistil.io import InputError, atomic_path, load_params, param, run_main
-
-PROTOCOL_KEYS = ("lr", "batch_size", "epochs", "max_steps", "warmup_ratio", "weight_decay", "group_by_length",
-                 "eval_batch_size", "device")
-
-
-def summarise(values: list[float]) -> dict:
-    """Mean and sample standard deviation (0 for one seed)."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def main() -> None:
@@ -37,35 +28,21 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("task")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--models", default="models")
-    ap.add_argument("--glue", default="data/glue")
-    ap.add_argument("--metrics", default="metrics/glue")
-    ap.add_argument("--out", default="finetuned")
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--glue", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--out", required=True)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
 
     # ---- params and inputs, all checked before anything heavy runs or anything is written
     params = load_params(args.params)
-    src = args.params
-    p = param(params, "finetune", source=src)
-    if not isinstance(p, dict):
-        raise InputError(f"{src}: finetune must be a mapping")
-    models = param(p, "models", source=f"{src}: finetune")
+    models = param(params, "finetune.models", source=args.params)
     if not isinstance(models, list) or args.model not in models:
-        raise InputError(f"{src}: finetune.models does not list {args.model!r} (lists {models!r})")
-    from autodistil.finetune import REPORTED_EPOCHS, FinetuneConfig
+        raise InputError(f"{args.params}: finetune.models does not list {args.model!r} (lists {models!r})")
+    from autodistil.finetune import Protocol
 
-    cfg = FinetuneConfig.from_params({k: p[k] for k in PROTOCOL_KEYS if k in p}, f"{src}: finetune")
-    seeds = p.get("seeds", [42])
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
-        raise InputError(f"{src}: finetune.seeds must be a non-empty list of distinct integers, got {seeds!r}")
-    report = p.get("report", "best")
-    if report not in REPORTED_EPOCHS:
-        raise InputError(f"{src}: finetune.report must be one of {REPORTED_EPOCHS}, got {report!r}")
-    keep_weights = p.get("keep_weights", False)
-    if not isinstance(keep_weights, bool):
-        raise InputError(f"{src}: finetune.keep_weights must be true or false, got {keep_weights!r}")
+    protocol = Protocol.from_params(param(params, "finetune", source=args.params), f"{args.params}: finetune")
     experiment = param(params, "mlflow.experiment", default="autodistil")
 
     model_dir = Path(args.models) / args.model
@@ -81,7 +58,7 @@ def main() -> None:
     import dataclasses
 
     from autodistil.export import read_info
-    from autodistil.finetune import finetune
+    from autodistil.finetune import finetune, over_seeds
     from autodistil.tracking import log_metrics, log_step, stage_run, write_metrics
 
     info = read_info(model_dir)
@@ -91,34 +68,32 @@ def main() -> None:
             **({"student": info["student"]} if info.get("student") else {}),
             **({"subspace": info["subspace"]} if info.get("subspace") else {}),
             **{k: v for k, v in links.items() if v}}
-    logged = {"finetune": {**dataclasses.asdict(cfg), "seeds": seeds, "report": report,
-                           "keep_weights": keep_weights}, "model": args.model, "task": args.task}
+    logged = {"finetune": {**protocol.to_dict(), "keep_weights": protocol.keep_weights},
+              "model": args.model, "task": args.task}
     t0 = time.perf_counter()
     per_seed, kept = [], None
     with stage_run(f"finetune@{args.model}-{args.task}", logged, experiment, tags=tags) as run:
-        for i, seed in enumerate(seeds):
-            res = finetune(model_dir, task_dir, dataclasses.replace(cfg, seed=seed),
+        for i, seed in enumerate(protocol.seeds):
+            res = finetune(model_dir, task_dir, dataclasses.replace(protocol.config, seed=seed),
                            log=lambda m, step, seed=seed: log_step({f"seed{seed}.{k}": v for k, v in m.items()}, step),
-                           random_init=kind == "random", keep=report if keep_weights and i == 0 else None,
+                           random_init=kind == "random",
+                           keep=protocol.report if protocol.keep_weights and i == 0 else None,
                            progress=not args.no_progress, desc=f"{args.model} {args.task} seed {seed}")
             kept = res.pop("model", kept)
-            chosen = res[report]
+            chosen = res[protocol.report]
             per_seed.append({"seed": seed, "epoch": chosen["epoch"], "score": chosen[res["main_split"]][res["main_metric"]],
                              "best_epoch": res["best_epoch"], "epochs": res["epochs"], "steps": res["steps"],
                              "seconds": round(res["seconds"], 2)})
         main, splits = res["main_metric"], res["dev_splits"]
-        reported = [next(e for e in s["epochs"] if e["epoch"] == s["epoch"]) for s in per_seed]
-        dev = {split: {m: summarise([r[split][m] for r in reported]) for m in reported[0][split]} for split in splits}
-        score = summarise([s["score"] for s in per_seed])
+        score, dev = over_seeds(per_seed, splits)
         metrics = {
             "model": args.model, "kind": kind, "task": args.task, "main_metric": main,
-            "main_split": splits[0], "report": report, "seeds": seeds,
+            "main_split": splits[0], "report": protocol.report, "seeds": list(protocol.seeds),
             "score": score["mean"], "score_std": score["std"], "dev": dev,
             "arch": info.get("arch"), "costs": info.get("costs"),
             "latency_ms": info.get("latency", {}).get("latency_ms"), "params_module": info.get("params_module"),
             **({"student": info["student"]} if kind == "random" else {}),
-            "protocol": {**dataclasses.asdict(cfg), "seeds": seeds, "report": report,
-                         "train_examples": res["train_examples"]},
+            "protocol": {**protocol.to_dict(), "train_examples": res["train_examples"]},
             "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 2), "links": links,
         }
         log_metrics({"score": score["mean"], "score_std": score["std"], "seconds": metrics["seconds"]})
@@ -135,7 +110,7 @@ def main() -> None:
                     f"the scores are in {args.metrics}/{args.model}/{args.task}.json.\n")
         write_metrics(Path(args.metrics) / args.model / f"{args.task}.json", metrics, run)
     print(json.dumps({"model": args.model, "task": args.task, main: round(score["mean"], 4),
-                      "std": round(score["std"], 4), "report": report, "seconds": metrics["seconds"]}))
+                      "std": round(score["std"], 4), "report": protocol.report, "seconds": metrics["seconds"]}))
 
 
 if __name__ == "__main__":

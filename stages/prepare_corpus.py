@@ -16,8 +16,8 @@ from autodistil.io import InputError, int_param, load_params, param, run_main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/corpus")
-    ap.add_argument("--metrics", default="metrics/corpus.json")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--metrics", required=True)
     args = ap.parse_args()
 
     params = load_params(args.params)

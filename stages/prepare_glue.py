@@ -26,8 +26,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("task", help="GLUE task (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI)")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out-root", default="data/glue")
-    ap.add_argument("--metrics-root", default="metrics/prepare_glue")
+    ap.add_argument("--out-root", required=True)
+    ap.add_argument("--metrics-root", required=True)
     args = ap.parse_args()
 
     params = load_params(args.params)

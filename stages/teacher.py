@@ -19,7 +19,7 @@ from autodistil.io import InputError, atomic_path, int_param, load_params, param
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="models/teacher")
+    ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -27,13 +27,13 @@ def main() -> None:
     source = param(params, "teacher.source", source=src)
     experiment = param(params, "mlflow.experiment", default="autodistil")
     seq_len = int_param(params, "search.seq_len", minimum=1, source=src)
-    from autodistil.search import LatencyConfig
+    from autodistil.latency import LatencyConfig
 
     latency_cfg = LatencyConfig.from_params(param(params, "search.latency", default={}), f"{src}: search.latency")
 
     from autodistil.cost import Vocab, costs, count_params
     from autodistil.export import INFO_FILE
-    from autodistil.search import measure_latency
+    from autodistil.latency import measure_latency
     from autodistil.space import Arch, TeacherDims
     from autodistil.teacher import load_teacher, load_tokenizer
     from autodistil.tracking import log_metrics, stage_run

@@ -43,12 +43,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("subspace")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--subspaces", default="partition/subspaces.json")
-    ap.add_argument("--corpus", default="data/corpus")
-    ap.add_argument("--out", default="models/superlm")
-    ap.add_argument("--checkpoints", default="checkpoints/superlm")
-    ap.add_argument("--metrics", default="metrics/superlm")
-    ap.add_argument("--plots", default="plots/superlm")
+    ap.add_argument("--subspaces", required=True)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--checkpoints", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--plots", required=True)
     args = ap.parse_args()
 
     from autodistil.guard import exclusive_dir, exit_with_parent
@@ -75,20 +75,15 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.corpus import load_blocks
     from autodistil.distill import HeldOut
     from autodistil.importance import ORDER_FILE
-    from autodistil.partition import load_subspaces
+    from autodistil.partition import load_subspace
     from autodistil.space import Envelope, SearchSpaceError, TeacherDims
     from autodistil.superlm import SuperLM, SuperLMConfig
     from autodistil.teacher import load_teacher
-    from autodistil.train import (SubnetSampler, clear_checkpoints, heldout_report, init_distributed, pick_device,
-                                  probe_candidates, train_superlm)
+    from autodistil.checkpoint import clear_checkpoints
+    from autodistil.sampling import SubnetSampler
+    from autodistil.train import heldout_report, init_distributed, pick_device, probe_candidates, train_superlm
 
-    try:
-        subspaces = load_subspaces(args.subspaces)
-    except SearchSpaceError as e:
-        raise InputError(str(e)) from None
-    if args.subspace not in subspaces:
-        raise InputError(f"{args.subspaces}: no sub-space {args.subspace!r} (have {', '.join(subspaces)})")
-    sub = subspaces[args.subspace]
+    sub = load_subspace(args.subspaces, args.subspace)
     corpus = Path(args.corpus)
     blocks, heldout_blocks = load_blocks(corpus, "train"), load_blocks(corpus, "heldout")
 

@@ -215,3 +215,23 @@ def test_retention_is_the_share_of_the_teachers_gain_over_the_twin():
     assert r["gflops_exact_frac"] == pytest.approx(0.5) and r["params_exact_frac"] is None
     # a teacher no better than the twin leaves that task's retention undefined, not infinite
     assert student_retention(model(60.0, 0.0), twin, model(84.0, 0.0), ["CoLA"])["tasks"]["CoLA"] is None
+
+
+def test_protocol_and_the_score_over_seeds():
+    from autodistil.finetune import Protocol, over_seeds
+
+    protocol = Protocol.from_params({"lr": "4e-05", "epochs": 2, "seeds": [1, 2], "report": "last", "models": ["x"]})
+    assert protocol.config.lr == 4e-05 and protocol.seeds == (1, 2) and protocol.report == "last"
+    assert protocol.to_dict()["seeds"] == [1, 2] and protocol.to_dict()["epochs"] == 2
+    for bad, message in [({"seeds": [1, 1]}, "finetune.seeds must be a non-empty list of distinct integers"),
+                         ({"report": "mean"}, "finetune.report must be one of"),
+                         ({"keep_weights": "yes"}, "finetune.keep_weights must be true or false"),
+                         ({"lr": "fast"}, "finetune.lr: expected a number, got 'fast'")]:
+        with pytest.raises(InputError, match=message):
+            Protocol.from_params(bad)
+    epochs = lambda a, b: [{"epoch": 1, "dev": {"accuracy": a}}, {"epoch": 2, "dev": {"accuracy": b}}]  # noqa: E731
+    per_seed = [{"seed": 1, "epoch": 2, "score": 0.7, "epochs": epochs(0.6, 0.7)},
+                {"seed": 2, "epoch": 1, "score": 0.8, "epochs": epochs(0.8, 0.5)}]
+    score, dev = over_seeds(per_seed, ["dev"])
+    assert score["mean"] == pytest.approx(0.75) and score["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert dev == {"dev": {"accuracy": score}}  # each seed's reported epoch, not its last

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from autodistil.importance import (Order, apply_order, calibration_blocks, measure_importance,
                                    permute_bert_state_dict)
-from autodistil.space import Arch, Envelope, TeacherDims
+from autodistil.space import Envelope
 from autodistil.superlm import SuperLM, SuperLMConfig
 
 from tiny import VOCAB, padded_batch, tiny_teacher

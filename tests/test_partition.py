@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from autodistil import partition as part
-from autodistil.space import SearchSpaceError, SubSpace, TeacherDims, validate_disjoint
+from autodistil.space import SearchSpaceError, TeacherDims, validate_disjoint
+from stage_runner import dvc_path_args
 
 REPO = Path(__file__).resolve().parents[1]
 BERT_BASE = TeacherDims(layers=12, heads=12, hidden=768, ffn=3072)
@@ -277,7 +278,7 @@ def _write_params(tmp_path: Path, partition: dict, dims: TeacherDims) -> None:
 def _run(tmp_path: Path, partition: dict, dims: TeacherDims = MINILM, root: Path | None = None):
     _write_params(tmp_path, partition, dims)
     env = os.environ | {"DVC_ROOT": str(root or tmp_path), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(REPO / "stages/partition.py")], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, str(REPO / "stages/partition.py"), *dvc_path_args("partition.py")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -329,7 +330,7 @@ def test_stage_bad_input_one_line_exit_1_nothing_written(tmp_path, mlflow_root, 
 
     _write_params(tmp_path, {**AUTO, **change}, MINILM)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["partition.py"])
+    monkeypatch.setattr(sys, "argv", ["partition.py", *dvc_path_args("partition.py")])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(REPO / "stages/partition.py"), run_name="__main__")
     assert exit_.value.code == 1

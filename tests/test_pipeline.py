@@ -40,6 +40,50 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _results(repo: Path) -> tuple:
+    """What the tiny chain produced: SuperLM and student weights (sha256), the search table without its wall
+    times, the fine-tuned score and every epoch of it."""
+    weights = [hashlib.sha256((repo / p).read_bytes()).hexdigest()
+               for p in ("models/superlm/tiny/superlm.pt", "models/tiny/model.safetensors")]
+    search = (repo / "metrics" / "search" / "tiny.csv").read_text().splitlines()
+    header = search[0].split(",")
+    keep = [i for i, c in enumerate(header) if c not in ("seconds", "latency_ms")]  # wall times
+    glue = json.loads((repo / "metrics" / "glue" / "tiny" / "MRPC.json").read_text())
+    return weights, [[row.split(",")[i] for i in keep] for row in search], glue["score"], glue["per_seed"][0]["epochs"]
+
+
+def _mlflow_runs(repo: Path, since_ms: float = 0) -> list[tuple[str, str, str]]:
+    """(stage tag, dvc_exp_name tag, status) of every MLflow run of the repository started after ``since_ms``."""
+    import sqlite3
+
+    with sqlite3.connect(repo / "mlflow.db", timeout=30) as con:
+        rows = con.execute(
+            "SELECT s.value, COALESCE(e.value, ''), r.status FROM runs r "
+            "JOIN tags s ON s.run_uuid = r.run_uuid AND s.key = 'stage' "
+            "LEFT JOIN tags e ON e.run_uuid = r.run_uuid AND e.key = 'dvc_exp_name' "
+            "WHERE r.start_time >= ?", (since_ms,)).fetchall()
+    return rows
+
+
+def _kill_during(repo: Path, stage: str, sig: int, ready) -> None:
+    """Start `dvc repro -f -s <stage>` in a process group of its own, wait until ``ready()`` holds while the stage
+    runs, and send ``sig`` to the whole group (DVC and the stage's processes)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", stage], cwd=repo, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 300
+    while not ready():
+        assert proc.poll() is None, f"{stage} ended before it could be interrupted"
+        assert time.time() < deadline, f"{stage} never got going"
+        time.sleep(0.2)
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0 and sig in (signal.SIGTERM, signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def micro_repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("pipeline") / "repo"
@@ -103,21 +147,13 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
     assert "Running stage" not in again
 
     # determinism: the same stages run again give the same weights (bitwise) and the same results
-    def results() -> tuple:
-        weights = [hashlib.sha256((repo / p).read_bytes()).hexdigest()
-                   for p in ("models/superlm/tiny/superlm.pt", "models/tiny/model.safetensors")]
-        search = (repo / "metrics" / "search" / "tiny.csv").read_text().splitlines()
-        header = search[0].split(",")
-        keep = [i for i, c in enumerate(header) if c not in ("seconds", "latency_ms")]  # wall times
-        glue = json.loads((repo / "metrics" / "glue" / "tiny" / "MRPC.json").read_text())
-        return weights, [[row.split(",")[i] for i in keep] for row in search], glue["score"], glue["per_seed"][0]["epochs"]
-
-    before = results()
+    before = _results(repo)
     _run(["dvc", "repro", "-f", "-s", "superlm@tiny", "search@tiny", "export@tiny", "finetune@tiny-MRPC"], repo)
-    assert results() == before
+    assert _results(repo) == before
 
     # a fine-tuning param invalidates fine-tuning and the report, nothing upstream
     params = yaml.safe_load((repo / "params.yaml").read_text())
+    MICRO_LR = params["finetune"]["lr"]
     params["finetune"]["lr"] = 3e-4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = {line.rstrip(":").strip() for line in _run(["dvc", "status"], repo).splitlines()
@@ -132,3 +168,84 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
     assert {"prepare_corpus", "prepare_glue@MRPC", "partition", *(f"superlm@{n}" for n in names),
             *(f"search@{n}" for n in names), "teacher", *(f"export@{s}" for s in students),
             *(f"finetune@{m}-MRPC" for m in MICRO["finetune"]["models"]), "report"} <= stages
+    params["finetune"]["lr"] = MICRO_LR
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "up to date" in _run(["dvc", "status"], repo)  # back where the tests below start
+
+
+@pytest.mark.slow
+def test_interrupted_stages_rerun_to_the_same_results(micro_repo):
+    """SIGTERM or SIGKILL of `dvc repro` (its whole process group) in the middle of SuperLM training, search or
+    fine-tuning; the next `dvc repro` finishes with the results of an uninterrupted run, SuperLM training resuming
+    from its last checkpoint, and the SIGTERM'd stage's MLflow run is marked FAILED."""
+    import signal
+    import time
+
+    repo = micro_repo
+    before = _results(repo)
+    last = repo / "checkpoints" / "superlm" / "tiny" / "last.pt"
+    _kill_during(repo, "superlm@tiny", signal.SIGKILL, last.is_file)  # after its first checkpoint
+    t0 = time.time() * 1000
+    _kill_during(repo, "search@tiny", signal.SIGTERM,
+                 lambda: any(stage == "search@tiny" for stage, _, _ in _mlflow_runs(repo, t0)))
+    t1 = time.time() * 1000
+    _kill_during(repo, "finetune@tiny-MRPC", signal.SIGKILL,
+                 lambda: any(stage == "finetune@tiny-MRPC" for stage, _, _ in _mlflow_runs(repo, t1)))
+    assert "finetune@tiny-MRPC" in _run(["dvc", "status"], repo)
+    _run(["dvc", "repro"], repo)
+    assert _results(repo) == before
+    assert json.loads((repo / "metrics" / "superlm" / "tiny.json").read_text())["resumed_from_step"] >= 1
+    assert not last.exists()
+    assert ("search@tiny", "", "FAILED") in _mlflow_runs(repo, t0)
+    assert not list(repo.glob("**/.*.tmp-*"))  # no temporary output left behind anywhere
+    assert "up to date" in _run(["dvc", "status"], repo)
+
+
+@pytest.mark.slow
+def test_two_queued_experiments_run_side_by_side(micro_repo):
+    """`dvc exp run --queue` twice and `dvc queue start -j 2`: both finish, both show in `dvc exp show` with their
+    own params and metrics, and MLflow holds each one's runs under its own dvc_exp_name, none failed."""
+    import time
+
+    repo = micro_repo
+    for key, value in (("user.name", "autodistil tests"), ("user.email", "tests@autodistil.invalid")):
+        _run(["git", "config", key, value], repo)
+    t0 = time.time() * 1000
+    lrs = {"q-lr2": 2e-4, "q-lr3": 3e-4}
+    for name, lr in lrs.items():
+        _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"finetune.lr={lr}"], repo)
+    _run(["dvc", "queue", "start", "-j", "2"], repo)
+    deadline = time.time() + 900
+    while True:
+        status = _run(["dvc", "queue", "status"], repo)
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.time() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 2 and "Failed" not in status, status
+
+    def find(node, name):  # the experiment entry called ``name`` anywhere in `dvc exp show --json`
+        if isinstance(node, dict):
+            if node.get("name") == name and "data" in node:
+                return node
+            node = list(node.values())
+        if isinstance(node, list):
+            for child in node:
+                if (hit := find(child, name)) is not None:
+                    return hit
+        return None
+
+    show = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr
+    shown = json.loads(show.stdout)
+    for name, lr in lrs.items():
+        exp = find(shown, name)
+        assert exp is not None, f"{name} missing from dvc exp show"
+        data = exp["data"]
+        assert float(data["params"]["params.yaml"]["data"]["finetune"]["lr"]) == lr
+        assert "metrics/summary.json" in data["metrics"]
+    runs = _mlflow_runs(repo, t0)
+    for name in lrs:
+        mine = {(stage, status) for stage, exp, status in runs if exp == name}
+        assert mine == {(f"finetune@{m}-MRPC", "FINISHED") for m in MICRO["finetune"]["models"]} | {
+            ("report", "FINISHED")}, (name, mine)

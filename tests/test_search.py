@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +12,12 @@ from autodistil.cost import Vocab
 from autodistil.distill import DistillSpec, HeldOut
 from autodistil.export import build_student, export_student, superlm_hidden
 from autodistil.io import InputError
-from autodistil.search import (Budget, LatencyConfig, NoFitError, check_feasible, cost_row, mark_chosen,
-                               measure_latency, parse_budgets, sample_candidates, score_candidates, select,
-                               write_csv)
+from autodistil.latency import LatencyConfig, measure_latency
+from autodistil.search import (Budget, NoFitError, ProxyConfig, SearchConfig, check_feasible, choose_students, cost_row,
+                               mark_chosen, parse_budgets, sample_candidates, score_candidates, select, write_csv)
 from autodistil.space import Arch, SubSpace, TeacherDims
 from tiny import VOCAB, padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
+from stage_runner import dvc_path_args
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -80,6 +82,57 @@ def test_selection_per_budget_takes_the_lowest_loss_that_fits():
     assert calls == [big["arch"], mid["arch"]] and mid["latency_ms"] == 4.0 and "latency_ms" not in small
     mark_chosen(rows, {"s1": mid, "s2": mid, "s3": small})
     assert [r["chosen"] for r in rows] == ["s3", "s1;s2", ""]
+
+
+def test_choose_students_by_loss_or_by_the_task_proxy(monkeypatch):
+    import autodistil.finetune
+
+    archs = [Arch(1, 2, 32, 48, 16), Arch(2, 2, 32, 64, 16), Arch(4, 4, 64, 128, 16)]
+    rows = _rows(archs, [3.0, 2.0, 1.0])
+    small, mid, big = rows
+    budgets = {"all": Budget("all", max_gflops=1e9), "mid": Budget("mid", max_gflops=mid["gflops_paper"])}
+    chosen, seconds = choose_students(rows, budgets, "paper", "s")
+    assert chosen == {"all": big, "mid": mid} and seconds == 0.0
+    # the proxy: the top 2 by loss that fit, fine-tuned once each; the best dev score wins
+    proxy_scores = {big["arch"]: 0.70, mid["arch"]: 0.75, small["arch"]: 0.90}
+    tuned = []
+
+    def fake_finetune(model, task_dir, cfg):
+        tuned.append(model)
+        return {"score": proxy_scores[model]}
+
+    monkeypatch.setattr(autodistil.finetune, "finetune", fake_finetune)
+    proxy = ProxyConfig("MRPC", Path("data/glue/MRPC"), top_k=2, finetune=None)
+    chosen, seconds = choose_students(rows, budgets, "paper", "s", proxy=proxy, student=lambda row: row["arch"])
+    assert chosen == {"all": mid, "mid": small}  # mid beats big; within "mid", small beats mid on the task
+    assert tuned == [big["arch"], mid["arch"], small["arch"]]  # mid, in both top-2 lists, is fine-tuned once
+    assert mid["proxy_score"] == 0.75 and seconds >= 0 and "proxy_seconds" in small
+
+
+def test_search_config_reads_and_checks_the_search_section(tmp_path):
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg = SearchConfig.from_params(params, "tiny", ["base", "small", "tiny"], tmp_path)
+    assert set(cfg.budgets) == set(params["search"]["budgets"]["tiny"]) and cfg.proxy is None
+    assert cfg.spec == DistillSpec(loss=params["superlm"]["loss"], hidden_weight=params["superlm"]["hidden_weight"])
+    assert (cfg.eval_blocks, cfg.criterion, cfg.convention) == (
+        params["search"]["eval_blocks"], params["search"]["criterion"], params["search"]["convention"])
+    params["superlm"]["hidden_weight"] = "5e-01"  # DVC writes small floats back as strings
+    assert SearchConfig.from_params(params, "tiny", ["tiny", "base", "small"], tmp_path).spec.hidden_weight == 0.5
+    for key, value, message in [
+        ("superlm.hidden_weight", "lots", "superlm.hidden_weight: expected a number, got 'lots'"),
+        ("superlm.loss", "cosine", "superlm.loss: expected one of"),
+        ("search.proxy", {"enabled": True, "task": "RTE", "top_k": 2}, "RTE: not a prepared GLUE task"),
+        ("search.eval_blocks", 0, "search.eval_blocks"),
+    ]:
+        bad = yaml.safe_load((REPO / "params.yaml").read_text())
+        section, leaf = key.split(".")
+        bad[section][leaf] = value
+        with pytest.raises(InputError, match=message):
+            SearchConfig.from_params(bad, "tiny", ["base", "small", "tiny"], tmp_path)
+    with pytest.raises(InputError, match="no budget for sub-space 'huge'"):
+        SearchConfig.from_params(params, "huge", ["base", "small", "tiny", "huge"], tmp_path)
 
 
 def test_no_fit_error_names_the_budget_and_the_cheapest_candidate():
@@ -248,7 +301,7 @@ def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     metrics = tmp_path / "metrics"
     monkeypatch.setattr(sys, "argv", [
-        "search.py", "tiny", "--params", str(tmp_path / "params.yaml"),
+        "search.py", "tiny", *dvc_path_args("search.py"), "--params", str(tmp_path / "params.yaml"),
         "--subspaces", str(subspaces), "--superlm", str(tmp_path / "no-superlm"), "--metrics", str(metrics)])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(str(REPO / "stages" / "search.py"), run_name="__main__")

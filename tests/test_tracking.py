@@ -169,6 +169,51 @@ def test_fail_and_run_main_print_one_line(capsys):
         io.run_main(lambda: 1 / 0)
 
 
+STAGE_KILLED_MIDWAY = """
+import sys, time
+from pathlib import Path
+from autodistil import io, tracking
+
+def main():
+    with tracking.stage_run("search@tiny", {}, experiment="test-tracking") as run:
+        Path(sys.argv[2]).write_text(run.info.run_id)
+        with io.atomic_path(Path(sys.argv[1]) / "out", is_dir=True) as tmp:
+            (tmp / "half.json").write_text("{")
+            print("working", flush=True)
+            time.sleep(60)
+
+io.run_main(main)
+"""
+
+
+def test_sigterm_cleans_up_and_marks_the_run_failed(tmp_path, mlflow_root):
+    """A stage killed with SIGTERM exits 143 with one line, leaves no temporary output, ends its run FAILED."""
+    import signal
+    import sys
+
+    from mlflow import MlflowClient
+
+    script, run_id_file = tmp_path / "stage.py", tmp_path / "run_id"
+    script.write_text(STAGE_KILLED_MIDWAY)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "outs"), str(run_id_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "working"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.splitlines()[-1] == "error: terminated (SIGTERM)"
+    assert list((tmp_path / "outs").iterdir()) == []  # the half-written folder went with the process
+    run = MlflowClient(tracking.tracking_uri()).get_run(run_id_file.read_text())
+    assert run.info.status == "FAILED"
+
+
+def test_one_number_reader_for_params():
+    assert io.number("4e-05") == 4e-05 and io.number(3) == 3.0 and isinstance(io.number(3), float)
+    assert io.number("1e+03", int) == 1000 and isinstance(io.number(2.0, int), int)
+    for bad, kind in ((True, float), (None, float), ("fast", float), ([1], float), (2.5, int), ("1e-1", int)):
+        with pytest.raises((TypeError, ValueError)):
+            io.number(bad, kind)
+
+
 def test_params_helpers(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text("a:\n  b: 2\n  c: null\n")

@@ -9,11 +9,10 @@ import torch.multiprocessing as mp
 from autodistil.distill import HeldOut
 from autodistil.io import InputError
 from autodistil.space import SubSpace, TeacherDims
-from autodistil.train import (
-    Dist, SubnetSampler, TrainConfig, clear_checkpoints, global_batch_rows, load_checkpoint, make_optimizer,
-    probe_candidates, train_superlm,
-)
-from tiny import VOCAB, tiny_superlm, tiny_teacher
+from autodistil.checkpoint import clear_checkpoints, load_checkpoint
+from autodistil.sampling import SubnetSampler, global_batch_rows
+from autodistil.train import Dist, TrainConfig, make_optimizer, probe_candidates, train_superlm
+from tiny import VOCAB, tiny_subspace, tiny_superlm, tiny_teacher
 
 
 def _blocks(n=48, seq_len=16, seed=0):
@@ -51,6 +50,32 @@ def test_data_order_covers_every_block_once_per_epoch():
     rows = np.concatenate([global_batch_rows(s, 5, 20, seed=1) for s in range(4)])
     assert sorted(rows.tolist()) == list(range(20))
     assert not np.array_equal(global_batch_rows(0, 5, 20, 1), global_batch_rows(4, 5, 20, 1))  # new epoch order
+
+
+def test_throughput_counts_the_flops_a_step_computes(monkeypatch):
+    """The MFU numerator: a whole layer's forward counted as torch counts the exported student's (no pooler);
+    stopping at the last layer's Q/K/V drops that layer's attention and FFN; backward = 2 x forward."""
+    import autodistil.throughput as tp
+    from autodistil.cost import count_gflops
+    from autodistil.export import build_student
+    from autodistil.space import Arch
+
+    teacher = tiny_teacher()
+    arch = Arch(2, 2, 32, 48, 16)
+    student = build_student(tiny_superlm(teacher, tiny_subspace()), arch)
+    n, H, w = 16, arch.hidden, arch.attention_width
+    assert tp.training_macs(arch, n, whole_layer=True) == pytest.approx(count_gflops(student, n) * 1e9 - H * H)
+    per_layer = tp.training_macs(arch, n, True) / arch.layers
+    assert tp.training_macs(arch, n) == pytest.approx(per_layer + 3 * n * H * w)
+    clock = iter([100.0, 102.0])
+    monkeypatch.setattr(tp.time, "perf_counter", lambda: next(clock))
+    meter = tp.Throughput(Arch(4, 4, 64, 128, 16), n, whole_layer=False, peak=1e-3, world=2)
+    meter.add([arch, arch], 4 * n)
+    flops = 2 * 4 * (tp.training_macs(Arch(4, 4, 64, 128, 16), n) + 3 * 2 * tp.training_macs(arch, n))
+    got = meter.window()
+    assert got["tokens_per_second"] == pytest.approx(4 * n / 2.0)
+    assert got["mfu"] == pytest.approx(flops / 2 / 2.0 / 1e9)  # per device, over the 2 s window
+    assert meter.tokens == 0 and meter.flops == 0.0  # the next window starts empty
 
 
 def test_weight_decay_spares_biases_and_layernorms():

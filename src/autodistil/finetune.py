@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .device import DEVICES, resolve_device
-from .io import InputError
+from .io import InputError, number
 
 REPORTED_EPOCHS = ("best", "last")
 
@@ -52,9 +52,7 @@ class FinetuneConfig:
                 continue
             try:
                 if k in floats:
-                    if isinstance(v, bool):
-                        raise ValueError
-                    out[k] = float(v)  # dvc -S writes 5e-05, which YAML 1.1 reads as a string
+                    out[k] = number(v)
                 elif k == "device":
                     if v not in DEVICES:
                         raise ValueError
@@ -64,9 +62,7 @@ class FinetuneConfig:
                         raise ValueError
                     out[k] = v
                 else:
-                    if isinstance(v, bool) or int(v) != v:
-                        raise ValueError
-                    out[k] = int(v)
+                    out[k] = number(v, int)
             except (TypeError, ValueError):
                 expected = ("a number" if k in floats else "true or false" if k == "group_by_length"
                             else f"one of {DEVICES}" if k == "device" else "an integer")
@@ -78,6 +74,59 @@ class FinetuneConfig:
         if cfg.weight_decay < 0 or not 0 <= cfg.warmup_ratio < 1:
             raise InputError(f"{where}: weight_decay must be >= 0 and warmup_ratio in [0, 1)")
         return cfg
+
+
+PROTOCOL_KEYS = ("lr", "batch_size", "epochs", "max_steps", "warmup_ratio", "weight_decay", "group_by_length",
+                 "eval_batch_size", "device")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The ``finetune`` section of params.yaml: one run's settings, the seeds it is repeated over, which epoch
+    is reported, and whether the classifier is kept."""
+
+    config: FinetuneConfig
+    seeds: tuple[int, ...] = (42,)
+    report: str = "best"
+    keep_weights: bool = False
+
+    @classmethod
+    def from_params(cls, p, where: str = "params.yaml: finetune") -> "Protocol":
+        if not isinstance(p, dict):
+            raise InputError(f"{where} must be a mapping")
+        config = FinetuneConfig.from_params({k: p[k] for k in PROTOCOL_KEYS if k in p}, where)
+        seeds = p.get("seeds", [42])
+        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
+            raise InputError(f"{where}.seeds must be a non-empty list of distinct integers, got {seeds!r}")
+        report = p.get("report", "best")
+        if report not in REPORTED_EPOCHS:
+            raise InputError(f"{where}.report must be one of {REPORTED_EPOCHS}, got {report!r}")
+        keep_weights = p.get("keep_weights", False)
+        if not isinstance(keep_weights, bool):
+            raise InputError(f"{where}.keep_weights must be true or false, got {keep_weights!r}")
+        return cls(config, tuple(seeds), report, keep_weights)
+
+    def to_dict(self) -> dict:
+        """As logged and written into every result: the run settings, the seeds and the reported epoch."""
+        from dataclasses import asdict
+
+        return {**asdict(self.config), "seeds": list(self.seeds), "report": self.report}
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation (0 for one seed)."""
+    import statistics
+
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def over_seeds(per_seed: list[dict], dev_splits: list[str]) -> tuple[dict, dict]:
+    """The reported score (mean and std) and every dev metric of every split at each seed's reported epoch;
+    ``per_seed`` entries are ``{"seed", "epoch" (reported), "score", "epochs": [...]}``."""
+    reported = [next(e for e in s["epochs"] if e["epoch"] == s["epoch"]) for s in per_seed]
+    dev = {split: {m: mean_std([r[split][m] for r in reported]) for m in reported[0][split]} for split in dev_splits}
+    return mean_std([s["score"] for s in per_seed]), dev
 
 
 def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator, window: int = 50) -> list:

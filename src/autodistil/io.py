@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -30,17 +31,30 @@ def fail(msg: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (``kill``, a scheduler, ``dvc queue kill``): unwinds like Ctrl-C, so temporary outputs are
+    removed and the MLflow run ends FAILED instead of staying RUNNING forever."""
+
+
+def _raise_terminated(signum, frame) -> NoReturn:
+    raise Terminated(signum)
+
+
 def run_main(main: Callable[[], Any]) -> None:
     """Run a stage's ``main``; bad input (:class:`InputError`) becomes a one-line error and exit 1.
 
-    Anything else is a bug and keeps its traceback.
+    Ctrl-C and SIGTERM end it with exit 130 / 143 after the usual clean-up. Anything else is a bug and keeps its
+    traceback.
     """
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
     except InputError as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except Terminated:
+        fail("terminated (SIGTERM)", code=143)
 
 
 def _tmp_beside(target: Path, is_dir: bool) -> Path:
@@ -131,6 +145,20 @@ def param(params: Mapping, key: str, default: Any = _MISSING, source: str = "par
             raise InputError(f"{source}: missing key '{key}'")
         node = node[part]
     return node
+
+
+def number(value: Any, kind: type = float) -> int | float:
+    """``value`` as an int or a float, the one reader of numbers in params: DVC's ``-S`` writes small floats back
+    as ``4e-05``, which YAML 1.1 loaders read as a string, so numeric strings count; booleans, non-numbers and
+    (for ``int``) fractions raise ``ValueError`` for the caller to name the key."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a number: {value!r}")
+    f = float(value)  # ValueError / TypeError for anything else
+    if kind is int:
+        if not f.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        return int(f)
+    return f
 
 
 def int_param(params: Mapping, key: str, default: Any = _MISSING, minimum: int | None = None,

@@ -366,7 +366,6 @@ def auto_partition(
     L_stride = np.array([_stride(w) for w in wins["layers"]]); R_stride = np.array([_stride(w) for w in wins["mlp_ratio"]])
     L_top = np.array([axes["layers"][w[-1]] for w in wins["layers"]])
     R_top = np.array([float(axes["mlp_ratio"][w[-1]]) for w in wins["mlp_ratio"]])
-    nL, nR = len(wins["layers"]), len(wins["mlp_ratio"])
     sizes = (L_len[:, None] * R_len[None, :])  # grid points per (layer window, ratio window)
 
     subspaces: list[SubSpace] = []
@@ -576,8 +575,186 @@ def load_subspaces(path: str | Path) -> dict[str, SubSpace]:
     return {name: _subspace(name, grid, convention) for name, grid in doc["subspaces"].items()}
 
 
+def load_subspace(path: str | Path, name: str) -> SubSpace:
+    """Sub-space ``name`` of ``partition/subspaces.json``; a missing file or name is an :class:`InputError`."""
+    from .io import InputError
+
+    try:
+        subspaces = load_subspaces(path)
+    except SearchSpaceError as e:
+        raise InputError(str(e)) from None
+    if name not in subspaces:
+        raise InputError(f"{path}: no sub-space {name!r} (have {', '.join(subspaces)})")
+    return subspaces[name]
+
+
 def load_teacher_dims(path: str | Path) -> TeacherDims:
     """The teacher's shape recorded in ``partition/subspaces.json``."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
     t = doc["teacher"]
     return TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"]))
+
+
+# ------------------------------------------------------------------------------------- from params.yaml
+def teacher_shape(source: str) -> tuple[TeacherDims, Vocab]:
+    """The teacher's dims and vocabulary from its config alone (no weights are loaded).
+
+    A local folder's config.json is read directly (fast: no transformers import); a hub id goes through
+    ``AutoConfig``.
+    """
+    from types import SimpleNamespace
+
+    from .io import InputError
+    from .teacher import resolve_source
+
+    try:
+        resolved = resolve_source(source)
+        config_file = Path(resolved) / "config.json"
+        if config_file.is_file():
+            raw = json.loads(config_file.read_text(encoding="utf-8"))
+            keys = ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
+                    "vocab_size", "max_position_embeddings", "type_vocab_size")
+            missing = [k for k in keys if k not in raw]
+            if missing:
+                raise ValueError(f"{config_file} lacks {', '.join(missing)} (not a BERT-like config)")
+            config = SimpleNamespace(**{k: raw[k] for k in keys})
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(resolved)
+        return TeacherDims.from_config(config), Vocab.from_config(config)
+    except (OSError, ValueError, AttributeError, ImportError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"teacher.source {source!r}: cannot read the teacher's config ({msg})") from None
+
+
+def _bands(bands, where: str):
+    """``null`` or a list of ``[low, high]`` fractions (float(): DVC writes small floats back as 5e-05, which
+    YAML 1.1 reads as a string)."""
+    from .io import InputError, number
+
+    if bands is None:
+        return None
+    try:
+        if not isinstance(bands, list) or not all(isinstance(b, list) and len(b) == 2 for b in bands):
+            raise ValueError
+        return [[number(x) for x in b] for b in bands]
+    except (TypeError, ValueError):
+        raise InputError(f"{where} must be null or a list of [low, high] fractions, got {bands!r}") from None
+
+
+def partition_from_params(params: Mapping, teacher: TeacherDims, vocab: Vocab, source: str,
+                          src: str = "params.yaml") -> tuple[list[SubSpace], dict]:
+    """The sub-spaces that params' ``partition`` section asks for, and the partition/subspaces.json document that
+    describes them. Every value is checked (an :class:`InputError` names the key), and so is that the sub-spaces
+    produced are ``partition.names``, which DVC iterates over."""
+    from .io import InputError, param
+
+    def get(key, default=...):
+        return param(params, f"partition.{key}", source=src) if default is ... else \
+            param(params, f"partition.{key}", default, source=src)
+
+    p = param(params, "partition", source=src)
+    if not isinstance(p, dict):
+        raise InputError(f"{src}: 'partition' must be a mapping")
+    mode = get("mode")
+    names = get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"{src}: partition.names must be a non-empty list of sub-space names, got {names!r}")
+    convention = get("convention", "stock")
+    seq_len = get("seq_len", 128)
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise InputError(f"{src}: partition.seq_len must be a positive integer, got {seq_len!r}")
+    k = get("k", None)
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InputError(f"{src}: partition.k must be a positive integer, got {k!r}")
+    settings: dict = {"k": k}
+    try:
+        if mode == "explicit":
+            grids = get("grids")
+            if not isinstance(grids, dict) or not grids:
+                raise InputError(f"{src}: partition.grids must map each sub-space name to its grid "
+                                 f"({', '.join(DIMS)}), got {grids!r}")
+            if k is not None and k != len(grids):
+                raise InputError(f"{src}: partition.k={k} but partition.grids has {len(grids)} sub-spaces "
+                                 f"{list(grids)}")
+            subs = explicit_partition(grids, convention, teacher)
+        elif mode == "auto":
+            if k is None:
+                raise InputError(f"{src}: missing key 'partition.k' (the number of sub-spaces, auto mode)")
+            auto = get("auto", {}) or {}
+            if not isinstance(auto, dict):
+                raise InputError(f"{src}: partition.auto must be a mapping, got {auto!r}")
+            unknown = sorted(set(auto) - {"measure", "bands", "values", "floors", "min_candidates", "tolerance",
+                                          "prefer"})
+            if unknown:
+                raise InputError(f"{src}: unknown keys under partition.auto: {unknown}")
+            for key in ("values", "floors"):
+                if auto.get(key) is not None and not isinstance(auto[key], dict):
+                    raise InputError(f"{src}: partition.auto.{key} must map {', '.join(DIMS)} to numbers")
+                bad = sorted(set(auto.get(key) or {}) - set(DIMS))
+                if bad:
+                    raise InputError(f"{src}: partition.auto.{key} has unknown dimensions {bad}; expected {DIMS}")
+            bands = _bands(auto.get("bands"), f"{src}: partition.auto.bands")
+            measure = auto.get("measure", "nonembed_params")
+            prefer = auto.get("prefer", "depth")
+            if prefer not in PREFER:
+                raise InputError(f"{src}: partition.auto.prefer must be one of {list(PREFER)}, got {prefer!r}")
+            if measure not in MEASURES:
+                raise InputError(f"{src}: partition.auto.measure must be one of {list(MEASURES)}, got {measure!r}")
+            settings.update({
+                "measure": measure,
+                "bands": bands if bands is not None else [list(b) for b in default_bands(k, measure)],
+                "values": {**DEFAULT_VALUES, **(auto.get("values") or {})},
+                "floors": {**DEFAULT_FLOORS, **(auto.get("floors") or {})},
+                "min_candidates": auto.get("min_candidates", 8),
+                "prefer": prefer,
+            })
+            subs = auto_partition(
+                teacher, k, names=default_names(k) if len(names) != k else names,
+                bands=bands, measure=measure, values=auto.get("values"), convention=convention,
+                floors=auto.get("floors"), min_candidates=int(auto.get("min_candidates", 8)),
+                tolerance=float(auto.get("tolerance", 0.15)), vocab=vocab, seq_len=seq_len, prefer=prefer)
+        elif mode == "band":
+            if k is None:
+                raise InputError(f"{src}: missing key 'partition.k' (the number of sub-spaces, band mode)")
+            band = get("band", {}) or {}
+            if not isinstance(band, dict) or sorted(set(band) - {"bands", "floors"}):
+                raise InputError(f"{src}: partition.band must be a mapping with bands and floors, got {band!r}")
+            bands = _bands(band.get("bands"), f"{src}: partition.band.bands")
+            floors = band.get("floors") or {}
+            if not isinstance(floors, dict) or sorted(set(floors) - set(DIMS)):
+                raise InputError(f"{src}: partition.band.floors must map some of {', '.join(DIMS)} to fractions")
+            settings.update({"bands": bands if bands is not None else [list(b) for b in BAND_BANDS],
+                             "floors": {**DEFAULT_FLOORS, **floors}})
+            subs = band_partition(teacher, k, names=names if len(names) == k else None, bands=bands,
+                                       convention=convention, floors=floors, seq_len=seq_len)
+        else:
+            raise InputError(f"{src}: partition.mode must be 'band', 'auto' or 'explicit', got {mode!r}")
+        produced = [s.name for s in subs]
+        if produced != names:
+            raise InputError(f"{src}: partition.names {names} does not match the sub-spaces produced {produced}; "
+                             f"set partition.names: {produced} (DVC iterates over that list)")
+        doc = subspaces_document(subs, teacher, source, convention, seq_len, vocab, mode, settings)
+    except SearchSpaceError as e:
+        raise InputError(f"{src}: partition ({mode}): {e}") from None
+    return subs, doc
+
+
+def partition_metrics(doc: Mapping, seconds: float) -> dict:
+    """metrics/partition.json: per sub-space, its candidates and cost ranges (also as fractions of the teacher)."""
+    ranges = ("params_paper", "gflops_paper", "params_frac", "nonembed_params_frac", "gflops_exact", "gflops_exact_frac")
+    return {
+        "mode": doc["mode"],
+        "convention": doc["convention"],
+        "k": len(doc["subspaces"]),
+        "teacher_params_paper": doc["teacher"]["params_paper"],
+        "teacher_gflops_paper": doc["teacher"]["gflops_paper"],
+        "subspaces": {
+            name: {"candidates": d["candidates"], "skipped": d["skipped"],
+                   **{f"{r}_{end}": d[r][i] for r in ranges for i, end in enumerate(("min", "max"))}}
+            for name, d in doc["subspaces"].items()
+        },
+        "candidates_total": sum(d["candidates"] for d in doc["subspaces"].values()),
+        "seconds": seconds,
+    }

@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import torch
 from torch import nn
 
 from .cost import Vocab, costs
-from .device import DEVICES, resolve_device
-from .io import InputError
-from .space import Arch
+from .device import DEVICES
+from .io import InputError, number
+from .latency import LatencyConfig
+from .space import Arch, size_key
 
 CONVENTIONS = ("paper", "exact")
 LIMITS = ("max_params", "max_gflops", "max_latency_ms", "max_params_frac", "max_gflops_frac")
@@ -76,8 +77,8 @@ class Budget:
             v = d.get(key)
             if v is None:
                 continue
-            try:  # dvc exp run -S writes some numbers back as strings (1e+07)
-                f = float(v) if not isinstance(v, bool) else math.nan
+            try:
+                f = number(v)
             except (TypeError, ValueError):
                 f = math.nan
             if not (f > 0 and math.isfinite(f)):
@@ -175,8 +176,7 @@ def sample_candidates(candidates: Sequence[Arch], max_candidates: int | None, se
     if max_candidates < 2:
         raise InputError(f"search.max_candidates must be >= 2 (the largest and smallest are always kept), "
                          f"got {max_candidates}")
-    key = lambda a: (a.layers, a.hidden, a.attention_width, a.ffn, a.heads)  # noqa: E731
-    ends = {max(archs, key=key), min(archs, key=key)}
+    ends = {max(archs, key=size_key), min(archs, key=size_key)}
     rest = [a for a in archs if a not in ends]
     picked = random.Random(seed).sample(rest, max_candidates - len(ends))
     return sorted(ends | set(picked)), True
@@ -222,70 +222,81 @@ def score_candidates(superlm, heldout, archs: Sequence[Arch], seq_len: int = 128
     return rows
 
 
-# ------------------------------------------------------------------------------------------- latency
+# ------------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
-class LatencyConfig:
-    batch_size: int = 1
-    seq_len: int = 128
-    warmup: int = 3
-    repeats: int = 10
-    device: str = "cpu"  # where the figure is measured: cpu (the usual deployment target) | cuda | auto
+class ProxyConfig:
+    """The task-proxy re-rank (``search.proxy``): the top_k fitting candidates, fine-tuned briefly on a task."""
+
+    task: str
+    task_dir: Path
+    top_k: int
+    finetune: Any  # autodistil.finetune.FinetuneConfig
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The ``search`` section of params.yaml for one sub-space, checked (bad values name their key)."""
+
+    budgets: dict[str, Budget]  # this sub-space's, with fractions still unresolved
+    eval_blocks: int
+    batch_size: int
+    max_candidates: int | None
+    seed: int
+    seq_len: int
+    convention: str
+    criterion: str
+    device: str
+    latency: LatencyConfig
+    spec: Any  # autodistil.distill.DistillSpec: the SuperLM's objective (relation heads set from the SuperLM)
+    proxy: ProxyConfig | None
 
     @classmethod
-    def from_params(cls, d, where: str = "params.yaml: search.latency") -> "LatencyConfig":
-        d = dict(d or {})
-        unknown = sorted(set(d) - {"batch_size", "seq_len", "warmup", "repeats", "device"})
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        device = d.get("device", cls.device)
+    def from_params(cls, params: Mapping, subspace: str, subspaces: Iterable[str], glue_dir: Path,
+                    src: str = "params.yaml") -> "SearchConfig":
+        from .distill import CRITERIA, DistillSpec
+        from .io import int_param, param
+
+        p = param(params, "search", source=src)
+        budgets = parse_budgets(param(p, "budgets", source=src), param(p, "students", source=src), subspaces,
+                                f"{src}: search")
+        if subspace not in budgets:
+            raise InputError(f"{src}: search.budgets has no budget for sub-space {subspace!r} "
+                             f"(has {', '.join(budgets)})")
+        convention = param(p, "convention", default="paper", source=src)
+        if convention not in CONVENTIONS:
+            raise InputError(f"{src}: search.convention must be one of {CONVENTIONS}, got {convention!r}")
+        criterion = param(p, "criterion", default="relation", source=src)
+        if criterion not in CRITERIA:
+            raise InputError(f"{src}: search.criterion must be one of {CRITERIA}, got {criterion!r}")
+        device = param(p, "device", default="auto", source=src)
         if device not in DEVICES:
-            raise InputError(f"{where}.device: expected one of {DEVICES}, got {device!r}")
-        out = {"device": device}
-        for key, minimum in (("batch_size", 1), ("seq_len", 1), ("warmup", 0), ("repeats", 1)):
-            v = d.get(key, getattr(cls, key))
-            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                raise InputError(f"{where}.{key}: expected an integer >= {minimum}, got {v!r}")
-            out[key] = v
-        return cls(**out)
+            raise InputError(f"{src}: search.device must be one of {DEVICES}, got {device!r}")
+        proxy = dict(param(p, "proxy", default={}) or {})
+        proxy_cfg = None
+        if proxy.get("enabled", False):
+            from .finetune import FinetuneConfig
 
-
-@torch.no_grad()
-def measure_latency(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), vocab_size: int | None = None) -> dict:
-    """Wall time of one forward pass of ``model`` in ms: median (the figure budgets use), mean, min, stdev.
-
-    Inputs: ``cfg.batch_size`` x ``cfg.seq_len`` random token ids (fixed seed), full attention mask, eval
-    mode, no autograd; ``cfg.warmup`` untimed passes, then ``cfg.repeats`` timed ones (``perf_counter``,
-    synchronising CUDA when the model lives there).
-    """
-    was_training = model.training
-    home = next(model.parameters()).device
-    device = torch.device(resolve_device(cfg.device))
-    model.to(device).eval()
-    vocab_size = vocab_size or getattr(getattr(model, "config", None), "vocab_size", 100)
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, vocab_size, (cfg.batch_size, cfg.seq_len), generator=g).to(device)
-    mask = torch.ones_like(ids)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    try:
-        for _ in range(cfg.warmup):
-            model(input_ids=ids, attention_mask=mask)
-        sync()
-        times = []
-        for _ in range(cfg.repeats):
-            t0 = time.perf_counter()
-            model(input_ids=ids, attention_mask=mask)
-            sync()
-            times.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        model.to(home).train(was_training)
-    return {
-        "latency_ms": statistics.median(times),
-        "latency_mean_ms": statistics.fmean(times),
-        "latency_min_ms": min(times),
-        "latency_std_ms": statistics.stdev(times) if len(times) > 1 else 0.0,
-        "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "warmup": cfg.warmup, "repeats": cfg.repeats,
-        "threads": torch.get_num_threads(), "device": str(device),
-    }
+            task = str(param(p, "proxy.task", source=src))
+            task_dir = Path(glue_dir) / task
+            if not (task_dir / "task.json").is_file():
+                raise InputError(f"{task_dir}: not a prepared GLUE task (search.proxy.task; run prepare_glue)")
+            finetune = FinetuneConfig.from_params(
+                {"device": device,  # the search's device unless set
+                 **{k: v for k, v in proxy.items() if k not in ("enabled", "task", "top_k")}}, f"{src}: search.proxy")
+            proxy_cfg = ProxyConfig(task, task_dir, int_param(params, "search.proxy.top_k", minimum=1, source=src),
+                                    finetune)
+        return cls(
+            budgets=budgets[subspace],
+            eval_blocks=int_param(params, "search.eval_blocks", minimum=1, source=src),
+            batch_size=int_param(params, "search.batch_size", minimum=1, source=src),
+            max_candidates=int_param(params, "search.max_candidates", minimum=2, allow_none=True, source=src),
+            seed=int_param(params, "search.seed", default=0, source=src),
+            seq_len=int_param(params, "search.seq_len", minimum=1, source=src),
+            convention=convention, criterion=criterion, device=device,
+            latency=LatencyConfig.from_params(param(p, "latency", default={}), f"{src}: search.latency"),
+            spec=DistillSpec.from_params(param(params, "superlm", default={}) or {}, where=f"{src}: superlm"),
+            proxy=proxy_cfg,
+        )
 
 
 # ----------------------------------------------------------------------------------------- selection
@@ -345,6 +356,58 @@ def _no_fit_message(rows, budget: Budget, convention: str, subspace: str, latenc
                      f"{' within the other limits' if static and (budget.max_params or budget.max_gflops) else ''} {r['arch']} takes {r['latency_ms']:.4g} ms")
     return (f"budget {budget.name!r}{where}: no candidate fits ({convention} convention): " + "; ".join(parts)
             + "; raise the budget in params.yaml: search.budgets")
+
+
+def choose_students(rows: list[dict], budgets: Mapping[str, Budget], convention: str, subspace: str,
+                    latency: Callable[[dict], float] | None = None, proxy: "ProxyConfig | None" = None,
+                    student: Callable[[dict], nn.Module] | None = None) -> tuple[dict[str, dict], float]:
+    """One row per budget and the seconds spent on the task proxy.
+
+    Without ``proxy``: :func:`select` (the lowest held-out loss that fits). With it (the authors' released
+    variant): the ``proxy.top_k`` fitting rows of lowest loss are each fine-tuned briefly on ``proxy.task_dir``
+    (``student(row)`` builds the model) and the best dev score wins (ties: the lower loss); every row that was
+    fine-tuned keeps ``proxy_score`` and ``proxy_seconds`` (shown in the CSV), and is fine-tuned only once.
+    """
+    chosen: dict[str, dict] = {}
+    proxy_seconds = 0.0
+    for name, budget in budgets.items():
+        if proxy is None:
+            chosen[name] = select(rows, budget, convention, subspace, latency)
+            continue
+        from .finetune import finetune
+
+        fitting, pool = [], list(rows)
+        while len(fitting) < proxy.top_k:
+            try:
+                row = select(pool, budget, convention, subspace, latency)
+            except NoFitError:
+                if fitting:
+                    break
+                raise
+            fitting.append(row)
+            pool = [r for r in pool if r is not row]
+        for row in fitting:
+            if row.get("proxy_score") is None:
+                t0 = time.perf_counter()
+                row["proxy_score"] = finetune(student(row), proxy.task_dir, proxy.finetune)["score"]
+                row["proxy_seconds"] = time.perf_counter() - t0
+                proxy_seconds += row["proxy_seconds"]
+        chosen[name] = max(fitting, key=lambda r: (r["proxy_score"], -r["loss"]))
+    return chosen, proxy_seconds
+
+
+def student_record(row: Mapping, arch: Arch, budget: Budget, seq_len: int, teacher_heads: int, vocab: Vocab,
+                   latency_ms: float | None = None, proxy_task: str | None = None) -> dict:
+    """What metrics/search/<subspace>.json says of a chosen student (export@<student> reads it)."""
+    from .distill import CRITERIA
+
+    return {
+        "arch": arch.to_dict(), "arch_name": arch.name, "budget": budget.to_dict(),
+        "loss": row["loss"], "losses": {k: row[f"loss_{k}"] for k in CRITERIA},
+        "costs": costs(arch, seq_len, teacher_heads, vocab),
+        **({"latency_ms": latency_ms} if latency_ms is not None else {}),
+        **({"proxy": {"task": proxy_task, "score": row["proxy_score"]}} if proxy_task is not None else {}),
+    }
 
 
 def mark_chosen(rows: list[dict], chosen: Mapping[str, dict]) -> None:

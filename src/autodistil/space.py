@@ -226,13 +226,15 @@ class SubSpace:
 
     def largest(self, teacher: TeacherDims) -> Arch:
         """The candidate with every dimension at its maximum (the sandwich rule's "largest")."""
-        return max(self.candidates(teacher), key=_size_key)
+        return max(self.candidates(teacher), key=size_key)
 
     def smallest(self, teacher: TeacherDims) -> Arch:
-        return min(self.candidates(teacher), key=_size_key)
+        return min(self.candidates(teacher), key=size_key)
 
 
-def _size_key(a: Arch) -> tuple:
+def size_key(a: Arch) -> tuple:
+    """The one size order of architectures: depth, then width, attention width, FFN, heads (the sandwich's
+    largest and smallest, and the ends a candidate sample always keeps)."""
     return (a.layers, a.hidden, a.attention_width, a.ffn, a.heads)
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,11 +28,16 @@ from torch import nn
 from .cost import exact_gflops
 from .device import DEVICES, resolve_device
 from .distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
-from .io import InputError, atomic_path
+from .io import InputError, number
 from .space import DEPTH_RULES, Arch, TeacherDims
+from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .sampling import SubnetSampler, global_batch_rows
 from .superlm import SuperLM
 from .teacher import teacher_targets
+from .throughput import Throughput, peak_tflops
 
+# settings that do not change the trained weights: a checkpoint stays valid when only they change
+LOGGING_ONLY = ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "peak_tflops", "device")
 SAMPLING = ("sandwich", "uniform")
 INIT_ORDERS = ("importance", "leading")
 
@@ -114,51 +117,23 @@ class TrainConfig:
         return int(steps)
 
     def spec(self, relation_heads: int) -> DistillSpec:
-        return DistillSpec(self.loss, self.teacher_layer, self.student_layer, relation_heads, self.hidden_weight)
+        return DistillSpec.from_params(asdict(self), relation_heads)
 
 
 def _coerce(key: str, value, annotation: str):
     if value is None or annotation == "str":
         return value
-    if key == "betas":
-        return tuple(float(b) for b in value)
-    if annotation.startswith("int"):
-        if isinstance(value, bool) or float(value) != int(float(value)):
-            raise ValueError(f"{key} must be an integer, got {value!r}")
-        return int(float(value))
-    if annotation.startswith("float"):
-        return float(value)
+    try:
+        if key == "betas":
+            return tuple(number(b) for b in value)
+        if annotation.startswith("int"):
+            return number(value, int)
+        if annotation.startswith("float"):
+            return number(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be {'an integer' if annotation.startswith('int') else 'a number'}, "
+                         f"got {value!r}") from None
     return value
-
-
-# -- what each step sees: a pure function of the step number ----------------------------------------------
-class SubnetSampler:
-    """Sub-networks of a step, drawn from ``random.Random(seed, step)`` so that every rank agrees."""
-
-    def __init__(self, candidates: Sequence[Arch], largest: Arch, smallest: Arch, mode: str, num_random: int,
-                 seed: int):
-        self.candidates, self.largest, self.smallest = list(candidates), largest, smallest
-        self.mode, self.num_random, self.seed = mode, num_random, seed
-
-    def __call__(self, step: int) -> list[Arch]:
-        rng = random.Random(self.seed * 1_000_003 + step)
-        if self.mode == "uniform":
-            return rng.sample(self.candidates, min(self.num_random, len(self.candidates)))
-        others = [a for a in self.candidates if a not in (self.largest, self.smallest)]
-        middle = rng.sample(others, min(self.num_random, len(others)))
-        ends = [self.largest] if self.largest == self.smallest else [self.largest, self.smallest]
-        return [ends[0], *middle, *ends[1:]]
-
-
-def global_batch_rows(step: int, batch_size: int, n_blocks: int, seed: int) -> np.ndarray:
-    """Block indices of step ``step``: epochs of seeded permutations, read in order."""
-    start = step * batch_size
-    rows = []
-    while len(rows) < batch_size:
-        epoch, offset = divmod(start + len(rows), n_blocks)
-        perm = np.random.default_rng([seed, epoch]).permutation(n_blocks)
-        rows.extend(perm[offset: offset + batch_size - len(rows)].tolist())
-    return np.asarray(rows)
 
 
 # -- distributed set-up -------------------------------------------------------------------------------------
@@ -197,18 +172,6 @@ def pick_device(setting: str, d: Dist) -> torch.device:
     return torch.device(setting)
 
 
-GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0, "V100": 125.0}
-
-
-def peak_tflops(cfg: TrainConfig, device: torch.device) -> float | None:
-    if cfg.peak_tflops is not None:
-        return cfg.peak_tflops
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), None)
-    return None
-
-
 # -- optimiser ----------------------------------------------------------------------------------------------
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and LayerNorm parameters."""
@@ -226,76 +189,6 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
 
 
 # -- checkpoints --------------------------------------------------------------------------------------------
-CHECKPOINT = "last.pt"
-PREVIOUS = "previous.pt"  # the one before: what a resume falls back on when the last is unreadable
-# settings that do not change the trained weights: a checkpoint stays valid when only they change
-LOGGING_ONLY = ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "peak_tflops", "device")
-
-
-def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, history: list, config: dict) -> None:
-    """Write ``last.pt`` atomically; the checkpoint it replaces becomes ``previous.pt``."""
-    state = {
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-        "history": history,
-        "config": config,
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
-        if (directory / CHECKPOINT).is_file():
-            os.replace(directory / CHECKPOINT, directory / PREVIOUS)
-
-
-def load_checkpoint(directory: Path, config: dict) -> dict | None:
-    """The newest readable checkpoint of a run with the same configuration, else None (starting afresh).
-
-    A checkpoint that cannot be read (truncated, corrupt) or holds no complete state is skipped with a
-    warning for the previous one; one of another configuration is ignored, noisily.
-    """
-    for name in (CHECKPOINT, PREVIOUS):
-        path = directory / name
-        if not path.is_file():
-            continue
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            missing = [k for k in ("step", "model", "optimizer", "scheduler", "rng", "history") if k not in state]
-            if missing:
-                raise ValueError(f"no {', '.join(missing)}")
-        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped, never trusted
-            print(f"superlm: warning: {path} is unreadable ({type(e).__name__}: {str(e)[:200]}); "
-                  f"{'trying ' + PREVIOUS if name == CHECKPOINT else 'starting afresh'}", file=sys.stderr)
-            continue
-        if state.get("config") != config:
-            old = state.get("config") or {}
-            changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            print(f"superlm: ignoring {path} (a run with other settings: {', '.join(changed)}); starting afresh",
-                  file=sys.stderr)
-            return None
-        if name == PREVIOUS:
-            print(f"superlm: resuming from {path} (step {state['step']})", file=sys.stderr)
-        return state
-    return None
-
-
-def clear_checkpoints(directory: Path) -> None:
-    """A finished run's checkpoints go: the trained model is the output now."""
-    for name in (CHECKPOINT, PREVIOUS):
-        (directory / name).unlink(missing_ok=True)
-
-
-def restore_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
 # -- the loop -----------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -304,16 +197,6 @@ class TrainResult:
     history: list  # one dict per logged step
     seconds: float
     tokens_per_second: float
-
-
-def _macs_to_distilled_layer(arch: Arch, seq_len: int, whole_layer: bool = False) -> float:
-    """Multiply-accumulates per sequence of a training forward that stops at the last layer's Q/K/V (or,
-    with ``whole_layer``, after that layer: the hidden-state term needs its output)."""
-    full = exact_gflops(arch, seq_len) * 1e9 - arch.hidden ** 2  # no pooler
-    if whole_layer:
-        return full
-    last_layer_rest = full / arch.layers - 3 * seq_len * arch.hidden * arch.attention_width
-    return full - last_layer_rest
 
 
 def train_superlm(
@@ -360,14 +243,12 @@ def train_superlm(
         )
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
-    peak = peak_tflops(cfg, device)
-    teacher_macs = _macs_to_distilled_layer(TeacherDims.from_config(teacher.config).as_arch(), seq_len,
-                                            spec.uses_hidden)
+    meter = Throughput(TeacherDims.from_config(teacher.config).as_arch(), seq_len, spec.uses_hidden,
+                       peak_tflops(cfg.peak_tflops, device), d.world)
 
 
     bar = tqdm(range(start, total), initial=start, total=total, desc="superlm", disable=not (progress and d.master))
     t0, tokens_done = time.perf_counter(), 0
-    window_t, window_tokens, window_flops = t0, 0, 0.0
     for step in bar:
         # dropout masks are a function of (seed, step, rank): a resumed run, on any number of ranks, draws
         # what the uninterrupted one drew; ranks differ, as in any data parallelism
@@ -397,26 +278,19 @@ def train_superlm(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        n_tokens = cfg.batch_size * seq_len
-        tokens_done += n_tokens
-        window_tokens += n_tokens
-        window_flops += 2 * n_tokens / seq_len * (teacher_macs + 3 * sum(
-            _macs_to_distilled_layer(a, seq_len, spec.uses_hidden) for a in archs))
+        tokens_done += cfg.batch_size * seq_len
+        meter.add(archs, cfg.batch_size * seq_len)
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
             if d.world > 1:
                 dist.all_reduce(losses)
                 losses /= d.world
-            now = time.perf_counter()
             record = {"step": step + 1, "lr": lr, "grad_norm": float(grad_norm),
                       "loss_mean": float(losses.mean()),
                       "loss_largest": float(losses[0]) if cfg.sampling == "sandwich" else None,
                       "loss_smallest": float(losses[-1]) if cfg.sampling == "sandwich" else None,
-                      "tokens_per_second": window_tokens / (now - window_t)}
-            if peak:
-                record["mfu"] = window_flops / d.world / (now - window_t) / (peak * 1e12)  # per device
+                      **meter.window()}
             record = {k: v for k, v in record.items() if v is not None}
             history.append(record)
-            window_t, window_tokens, window_flops = now, 0, 0.0
             bar.set_postfix(loss=f"{record['loss_mean']:.4f}", tok_s=f"{record['tokens_per_second']:.0f}")
             if log and d.master:
                 log(record, step + 1)
