@@ -323,6 +323,9 @@ def test_stage_explicit_paper_profile(tmp_path, mlflow_root):
         "b": {"layers": [6], "heads": [8, 4], "hidden": [256], "mlp_ratio": [2, 3]}}}, "'a' and 'b' overlap"),
     ({"mode": "explicit", "k": 1, "names": ["a"], "grids": {
         "a": {"layers": [5, 8], "heads": [8], "hidden": [128], "mlp_ratio": [2]}}}, "layers value 8 exceeds"),
+    # stock students keep whole teacher heads: hidden 100 with 5 heads is no multiple of MiniLM's 32-wide heads
+    ({"mode": "explicit", "k": 1, "names": ["a"], "convention": "stock", "grids": {
+        "a": {"layers": [2], "heads": [5], "hidden": [100], "mlp_ratio": [2]}}}, "no hidden size equals heads x"),
 ])
 def test_stage_bad_input_one_line_exit_1_nothing_written(tmp_path, mlflow_root, monkeypatch, capsys, change, message):
     """In-process (fast); the subprocess test below checks the real exit status once."""
@@ -362,3 +365,28 @@ def test_profile_flags():
     assert out[i - 1] == "-S" and "++search.budgets.small.small-2.max_gflops=0.87" in out[i:]
     assert not any(f.startswith("++search.budgets.") and "frac" in f for f in out)
     assert all(" " not in f for f in out)
+
+
+@pytest.mark.parametrize("teacher, message", [
+    ("missing", "no such model folder"),
+    ("not_bert", "not a BERT-like config"),
+])
+def test_a_teacher_that_is_missing_or_not_bert_like_is_named(tmp_path, mlflow_root, monkeypatch, capsys,
+                                                             teacher, message):
+    import runpy
+
+    _write_params(tmp_path, BAND, MINILM)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    folder = tmp_path / teacher
+    if teacher == "not_bert":
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2, "n_embd": 64}))
+    params["teacher"]["source"] = str(folder)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["partition.py", *dvc_path_args("partition.py")])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(REPO / "stages/partition.py"), run_name="__main__")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and len(lines) == 1 and message in lines[0] and str(folder) in lines[0], lines
+    assert not (tmp_path / "partition").exists() and not (tmp_path / "metrics").exists()

@@ -196,6 +196,11 @@ def test_bad_training_params_are_clear_errors():
         TrainConfig.from_params({"max_steps": 1, "device": "tpu"})
     with pytest.raises(InputError, match="batch_size must be an integer"):
         TrainConfig.from_params({"max_steps": 1, "batch_size": 2.5})
+    for steps in (0, -3):  # a budget of no steps is refused before anything runs
+        with pytest.raises(InputError, match=f"superlm budget gives {steps} steps"):
+            TrainConfig.from_params({"max_steps": steps}).total_steps(128)
+    with pytest.raises(InputError, match="superlm budget gives 0 steps"):
+        TrainConfig.from_params({"max_tokens": 100, "batch_size": 4}).total_steps(128)
     cfg = TrainConfig.from_params({"max_steps": "3", "lr": "4e-05", "betas": ["0.9", 0.98]})  # as DVC's -S writes them
     assert cfg.max_steps == 3 and cfg.lr == 4e-5 and cfg.betas == (0.9, 0.98)
     with pytest.raises(InputError, match="gives 0 steps"):

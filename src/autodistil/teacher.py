@@ -29,6 +29,8 @@ def resolve_source(source: str = PACKAGED_MINILM) -> str:
         return str(Path(source).expanduser())
     if Path(source).expanduser().exists():
         raise ValueError(f"teacher source {source!r} is a file; expected a model folder, a hub id or {PACKAGED_MINILM!r}")
+    if source.startswith(("/", ".", "~")) or source.count("/") > 1:  # a path: hub ids are "name" or "org/name"
+        raise ValueError(f"teacher source {source!r}: no such model folder")
     return source  # a hub id
 
 
