@@ -76,12 +76,12 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.distill import HeldOut
     from autodistil.importance import ORDER_FILE
     from autodistil.partition import load_subspace
-    from autodistil.space import Envelope, SearchSpaceError, TeacherDims
-    from autodistil.superlm import SuperLM, SuperLMConfig
-    from autodistil.teacher import load_teacher
     from autodistil.checkpoint import clear_checkpoints
     from autodistil.sampling import SubnetSampler
-    from autodistil.train import heldout_report, init_distributed, pick_device, probe_candidates, train_superlm
+    from autodistil.space import SearchSpaceError, TeacherDims
+    from autodistil.teacher import load_teacher
+    from autodistil.train import (heldout_report, init_distributed, pick_device, probe_candidates, superlm_from_teacher,
+                                  train_superlm)
 
     sub = load_subspace(args.subspaces, args.subspace)
     corpus = Path(args.corpus)
@@ -96,35 +96,11 @@ def run(args: argparse.Namespace) -> None:
     except SearchSpaceError as e:
         raise InputError(f"{args.subspaces}: {e}") from None
     largest, smallest = sub.largest(dims), sub.smallest(dims)
-    shallowest = min(a.layers for a in candidates)
-    if not -dims.layers <= cfg.teacher_layer < dims.layers:
-        raise InputError(f"{args.params}: superlm.teacher_layer {cfg.teacher_layer} is outside the teacher's "
-                         f"{dims.layers} layers")
-    if not -shallowest <= cfg.student_layer < shallowest:
-        raise InputError(f"{args.params}: superlm.student_layer {cfg.student_layer} is outside the "
-                         f"{shallowest} layers of sub-space {args.subspace!r}'s shallowest candidate")
-    superlm_cfg = SuperLMConfig.from_teacher_config(
-        teacher.config, Envelope.of(candidates), depth_rule=cfg.depth_rule, hidden_dropout=cfg.dropout,
-        attention_dropout=cfg.dropout,
-        provenance={"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus),
-                    "init_order": cfg.init_order},
-    )
-    order = importance = ranking = None
-    if cfg.init_order == "importance" or cfg.depth_rule == "importance":
-        from autodistil.importance import Order, apply_order, calibration_blocks, measure_importance
-
-        importance = measure_importance(teacher, calibration_blocks(blocks, cfg.calibration_blocks, cfg.seed))
-        if d.world > 1:  # every rank slices the same way: rank 0's measurement wins (GPU sums may differ in ties)
-            import torch.distributed as dist
-
-            shared = [importance]
-            dist.broadcast_object_list(shared, src=0)
-            importance = shared[0]
-        ranking = importance.layer_ranking()
-    if cfg.init_order == "importance":  # leading slices then keep the teacher's most important parts
-        order = Order.of(importance)
-        apply_order(teacher, order)  # the distillation targets come from the same (permuted) teacher
-    superlm = SuperLM.from_teacher(teacher, superlm_cfg, ranking).to(device)
+    provenance = {"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus),
+                  "init_order": cfg.init_order}
+    superlm, order, importance = superlm_from_teacher(teacher, candidates, cfg, blocks, d, provenance,
+                                                      f"{args.params}: superlm", f"sub-space {args.subspace!r}")
+    superlm.to(device)
     sampler = SubnetSampler(candidates, largest, smallest, cfg.sampling, cfg.num_random, cfg.seed)
     probes = probe_candidates(candidates, largest, smallest)
     ckpt_dir = Path(args.checkpoints) / args.subspace
@@ -141,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.plots import loss_curve_png
     from autodistil.tracking import log_step, stage_run, write_metrics
 
-    heldout = HeldOut(teacher, heldout_blocks[: cfg.eval_blocks], cfg.spec(superlm_cfg.relation_heads),
+    heldout = HeldOut(teacher, heldout_blocks[: cfg.eval_blocks], cfg.spec(superlm.config.relation_heads),
                       cfg.eval_batch_size, device)
     logged = {"teacher": {"source": source}, "superlm": p, "subspace": sub.to_dict(), "world_size": d.world}
     with stage_run(f"superlm@{args.subspace}", logged, experiment,
@@ -173,8 +149,8 @@ def run(args: argparse.Namespace) -> None:
         }
         write_metrics(Path(args.metrics) / f"{args.subspace}.json", metrics, run)
         mlflow.log_artifact(str(Path(args.plots) / f"{args.subspace}.csv"))
-        with tempfile.TemporaryDirectory() as d:  # the curve as a picture, titled with its sub-space
-            png = Path(d) / f"superlm_{args.subspace}.png"
+        with tempfile.TemporaryDirectory() as tmpdir:  # the curve as a picture, titled with its sub-space
+            png = Path(tmpdir) / f"superlm_{args.subspace}.png"
             loss_curve_png(result.history, png, args.subspace, f"relation {cfg.loss}")
             mlflow.log_artifact(str(png))
     clear_checkpoints(ckpt_dir)  # finished: the model is the output now

@@ -35,6 +35,31 @@ def _setup(dropout=0.0, **cfg):
     return teacher, superlm, sampler, config
 
 
+def test_superlm_from_teacher_permutes_by_importance_and_checks_the_layers():
+    from autodistil.train import superlm_from_teacher
+
+    teacher, _, sampler, _ = _setup()
+    ids = torch.randint(1, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = teacher(input_ids=ids).last_hidden_state
+    blocks = _blocks()
+    leading, order, _ = superlm_from_teacher(tiny_teacher(), sampler.candidates,
+                                             TrainConfig(max_steps=1, init_order="leading"), blocks)
+    assert order is None
+    ordered, order, importance = superlm_from_teacher(teacher, sampler.candidates,
+                                                      TrainConfig(max_steps=1, calibration_blocks=8), blocks)
+    assert order is not None and importance is not None
+    with torch.no_grad():  # the teacher was permuted in place, computing the same function on permuted channels
+        after = teacher(input_ids=ids).last_hidden_state
+    assert torch.allclose(after, before[..., order.channels], atol=1e-5)
+    name = next(k for k in leading.state_dict() if "word_embeddings" in k)
+    assert not torch.equal(leading.state_dict()[name], ordered.state_dict()[name])  # other leading channels
+    with pytest.raises(InputError, match="teacher_layer 7 is outside the teacher's 4 layers"):
+        superlm_from_teacher(tiny_teacher(), sampler.candidates, TrainConfig(max_steps=1, teacher_layer=7), blocks)
+    with pytest.raises(InputError, match="student_layer 1 is outside the 1 layers of the sub-space's shallowest"):
+        superlm_from_teacher(tiny_teacher(), sampler.candidates, TrainConfig(max_steps=1, student_layer=1), blocks)
+
+
 def test_sandwich_draw_is_a_function_of_the_step():
     _, _, sampler, _ = _setup()
     first = sampler(3)

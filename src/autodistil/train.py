@@ -28,11 +28,12 @@ from torch import nn
 from .cost import exact_gflops
 from .device import DEVICES, resolve_device
 from .distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
+from .importance import Importance, Order, apply_order, calibration_blocks, measure_importance
 from .io import InputError, number
-from .space import DEPTH_RULES, Arch, TeacherDims
+from .space import DEPTH_RULES, Arch, Envelope, TeacherDims
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from .sampling import SubnetSampler, global_batch_rows
-from .superlm import SuperLM
+from .superlm import SuperLM, SuperLMConfig
 from .teacher import teacher_targets
 from .throughput import Throughput, peak_tflops
 
@@ -301,6 +302,38 @@ def train_superlm(
     bar.close()
     seconds = time.perf_counter() - t0
     return TrainResult(total, start, history, seconds, tokens_done / max(seconds, 1e-9))
+
+
+def superlm_from_teacher(teacher: nn.Module, candidates: Sequence[Arch], cfg: TrainConfig, blocks: np.ndarray,
+                         d: Dist = Dist(), provenance: dict | None = None, where: str = "params.yaml: superlm",
+                         subspace: str = "the sub-space") -> tuple[SuperLM, Order | None, Importance | None]:
+    """The SuperLM of ``candidates``, sliced from the teacher: with ``init_order: importance`` the teacher is first
+    permuted (in place: the distillation targets come from the same permuted teacher) so that leading slices keep
+    its most important channels, heads and neurons, measured on calibration blocks of ``blocks``; the ``importance``
+    depth rule ranks layers from the same measurement. Under DDP every rank slices as rank 0 measured. Returns the
+    SuperLM (on the teacher's device), the permutation and the measurement (None when not used)."""
+    dims = TeacherDims.from_config(teacher.config)
+    shallowest = min(a.layers for a in candidates)
+    if not -dims.layers <= cfg.teacher_layer < dims.layers:
+        raise InputError(f"{where}.teacher_layer {cfg.teacher_layer} is outside the teacher's {dims.layers} layers")
+    if not -shallowest <= cfg.student_layer < shallowest:
+        raise InputError(f"{where}.student_layer {cfg.student_layer} is outside the {shallowest} layers of "
+                         f"{subspace}'s shallowest candidate")
+    superlm_cfg = SuperLMConfig.from_teacher_config(
+        teacher.config, Envelope.of(candidates), depth_rule=cfg.depth_rule, hidden_dropout=cfg.dropout,
+        attention_dropout=cfg.dropout, provenance=provenance or {})
+    order = importance = ranking = None
+    if cfg.init_order == "importance" or cfg.depth_rule == "importance":
+        importance = measure_importance(teacher, calibration_blocks(blocks, cfg.calibration_blocks, cfg.seed))
+        if d.world > 1:  # every rank slices the same way: rank 0's measurement wins (GPU sums may differ in ties)
+            shared = [importance]
+            dist.broadcast_object_list(shared, src=0)
+            importance = shared[0]
+        ranking = importance.layer_ranking()
+    if cfg.init_order == "importance":
+        order = Order.of(importance)
+        apply_order(teacher, order)
+    return SuperLM.from_teacher(teacher, superlm_cfg, ranking), order, importance
 
 
 def probe_candidates(candidates: Sequence[Arch], largest: Arch, smallest: Arch) -> dict[str, Arch]:
