@@ -1,6 +1,6 @@
 """Stage export@<student>: a chosen student as a standard Hugging Face model, and its random-init baseline.
 
-    python stages/export.py <student>
+    python stages/export.py <student> <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, search.students, search.latency), the student's choice
 in metrics/search/<subspace>.json, the SuperLM in models/superlm/<subspace>/ and its run in

@@ -1,6 +1,6 @@
 """Stage finetune@<model>-<task>: fine-tune one model on one GLUE task, over the protocol's seeds.
 
-    python stages/finetune.py <model> <task>
+    python stages/finetune.py <model> <task> <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 <model> is ``teacher`` (models/teacher/), a student (models/<student>/) or ``random-<student>`` (its
 architecture, randomly initialised). Reads params.yaml (finetune.*, mlflow.experiment), the model folder and
@@ -37,12 +37,15 @@ def main() -> None:
 
     # ---- params and inputs, all checked before anything heavy runs or anything is written
     params = load_params(args.params)
+    section = param(params, "finetune", source=args.params)
+    if not isinstance(section, dict):
+        raise InputError(f"{args.params}: finetune must be a mapping")
     models = param(params, "finetune.models", source=args.params)
     if not isinstance(models, list) or args.model not in models:
         raise InputError(f"{args.params}: finetune.models does not list {args.model!r} (lists {models!r})")
     from autodistil.finetune import Protocol
 
-    protocol = Protocol.from_params(param(params, "finetune", source=args.params), f"{args.params}: finetune")
+    protocol = Protocol.from_params(section, f"{args.params}: finetune")
     experiment = param(params, "mlflow.experiment", default="autodistil")
 
     model_dir = Path(args.models) / args.model

@@ -1,6 +1,6 @@
 """Stage partition: the teacher's shape + params -> K disjoint sub-space grids.
 
-    python stages/partition.py
+    python stages/partition.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, partition.*) and the teacher's config (no weights),
 writes partition/subspaces.json and metrics/partition.json, both atomically. Bad input: one line on
@@ -22,11 +22,10 @@ def main() -> None:
 
     params = load_params(args.params)
     source = str(param(params, "teacher.source", source=args.params))
-    from autodistil.partition import partition_from_params, partition_metrics, teacher_shape
+    from autodistil.partition import partition_from_params, partition_metrics
 
-    teacher, vocab = teacher_shape(source)
     t0 = time.perf_counter()
-    subs, doc = partition_from_params(params, teacher, vocab, source, args.params)
+    subs, doc = partition_from_params(params, source, args.params)
     metrics = partition_metrics(doc, round(time.perf_counter() - t0, 3))
 
     from autodistil.io import atomic_write_json

@@ -1,6 +1,6 @@
 """Stage prepare_corpus: unlabelled text (local folder or hub dataset) -> train / held-out token blocks.
 
-    python stages/prepare_corpus.py
+    python stages/prepare_corpus.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, prepare_corpus.*), writes data/corpus/ (train.npy,
 heldout.npy, meta.json) and metrics/corpus.json, both atomically. Bad input: one line on stderr, exit 1,
@@ -10,7 +10,7 @@ nothing written.
 import argparse
 import time
 
-from autodistil.io import InputError, int_param, load_params, param, run_main
+from autodistil.io import InputError, int_param, load_params, number, param, run_main
 
 
 def main() -> None:
@@ -31,6 +31,11 @@ def main() -> None:
     ints = {k: int_param(params, f"prepare_corpus.{k}", minimum=1, source=args.params)
             for k in ("seq_len", "train_tokens", "heldout_blocks")}
     seed = int_param(params, "prepare_corpus.seed", 0, source=args.params)
+    try:
+        heldout_fraction = number(get("heldout_fraction", 0.02))
+    except (TypeError, ValueError):
+        raise InputError(f"{args.params}: prepare_corpus.heldout_fraction must be a number, "
+                         f"got {get('heldout_fraction')!r}") from None
     hub = get("hub") or {}
     if not isinstance(hub, dict):
         raise InputError(f"{args.params}: prepare_corpus.hub must be a mapping (dataset, config, split, text_field)")
@@ -55,7 +60,7 @@ def main() -> None:
         result = build_blocks(
             docs, tokenizer,
             **ints,
-            heldout_fraction=float(get("heldout_fraction", 0.02)),
+            heldout_fraction=heldout_fraction,
             seed=seed,
             source=source,
         )

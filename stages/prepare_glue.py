@@ -1,6 +1,6 @@
 """Stage prepare_glue@<task>: GLUE TSV folder (or the hub's Parquet GLUE) -> tokenised splits.
 
-    python stages/prepare_glue.py <task>
+    python stages/prepare_glue.py <task> <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, prepare_glue.*), writes data/glue/<task>/ and
 metrics/prepare_glue/<task>.json, both atomically. Bad input: one line on stderr, exit 1, nothing written.

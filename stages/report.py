@@ -1,6 +1,6 @@
 """Stage report: every fine-tuned model side by side, as the paper's comparison table.
 
-    python stages/report.py
+    python stages/report.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (finetune.*, prepare_glue.{tasks,max_length,max_train_samples}, search.{students,convention},
 mlflow.experiment), metrics/search/<subspace>.csv and metrics/glue/<model>/<task>.json for every model of finetune.models and task of prepare_glue.tasks. Writes

@@ -1,6 +1,6 @@
 """Stage search@<subspace>: the best student architecture per budget in a trained SuperLM, without re-training.
 
-    python stages/search.py <subspace>
+    python stages/search.py <subspace> <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, superlm.{loss,teacher_layer,student_layer},
 search.*), models/superlm/<subspace>/, partition/subspaces.json and the held-out corpus blocks

@@ -1,6 +1,6 @@
 """Stage teacher: a snapshot of the teacher as a model folder, with its costs and latency.
 
-    python stages/teacher.py
+    python stages/teacher.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, search.seq_len, search.latency). Writes models/teacher/
 (the encoder and tokenizer that ``teacher.source`` resolves to, saved with ``save_pretrained``, plus

@@ -22,14 +22,14 @@ AUTOCAST_RTOL = 2e-2
 
 def test_superlm_step_under_bf16_autocast_matches_fp32():
     teacher = tiny_teacher().cuda()
-    superlm = tiny_superlm(teacher, tiny_subspace()).cuda().train()
+    # no dropout: bf16 and fp32 kernels draw their masks differently, and the test compares precision only
+    superlm = tiny_superlm(teacher, tiny_subspace(), hidden_dropout=0.0, attention_dropout=0.0).cuda().train()
     spec = DistillSpec(relation_heads=teacher.config.num_attention_heads)
     batch = blocks_to_batch(np.random.default_rng(0).integers(1, VOCAB, (8, 16)), "cuda")
     arch = Arch(2, 2, 32, 48, 16)
 
     def loss_and_grad(autocast: bool):
         superlm.zero_grad(set_to_none=True)
-        torch.manual_seed(0)  # the same dropout masks
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             target = teacher_targets(teacher, batch["input_ids"], batch["attention_mask"])
             loss = student_loss(superlm, arch, batch, target, spec)

@@ -14,7 +14,9 @@ JOB = '''import json, os, sys, time
 from pathlib import Path
 item = sys.argv[1]
 start = time.time()
-time.sleep(1.5)
+Path("pids").mkdir(exist_ok=True)
+Path("pids", item).write_text(str(os.getpid()))
+time.sleep(60 if Path("slow").exists() else 1.5)
 if Path("fail_" + item).exists():
     sys.exit("job " + item + " broke")
 Path("out").mkdir(exist_ok=True)
@@ -115,3 +117,40 @@ def test_a_pattern_that_matches_nothing_names_the_stages(project):
     res = _pool(project, "finetune@*", "--gpus", "none")
     assert res.returncode != 0
     assert "no stage" in res.stderr and "'finetune@*'" in res.stderr and "job@a" in res.stderr
+
+
+def test_sigterm_stops_the_running_jobs_and_starts_no_more(project):
+    import signal
+    import time
+
+    assert _run(["dvc", "repro", "upstream"], project).returncode == 0
+    (project / "slow").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")}
+    pool = subprocess.Popen([sys.executable, "-m", "autodistil.stage_pool", "job@*", "--workers", "2", "--gpus", "none",
+                             "--root", str(project)], cwd=project, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(list((project / "pids").glob("*"))) < 2:  # both workers busy
+        assert pool.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    pool.send_signal(signal.SIGTERM)
+    out, err = pool.communicate(timeout=30)
+    assert pool.returncode == 143
+    pids = [int(f.read_text()) for f in (project / "pids").glob("*")]
+
+    def alive(pid: int) -> bool:  # a zombie waiting for its reaper counts as ended
+        status = Path(f"/proc/{pid}/status")
+        return status.exists() and "State:\tZ" not in status.read_text()
+
+    deadline = time.time() + 10
+    while any(alive(pid) for pid in pids):  # the jobs went with the runner
+        assert time.time() < deadline, [pid for pid in pids if alive(pid)]
+        time.sleep(0.1)
+    assert len(pids) == 2  # the other two jobs never started
+    assert not (project / "out").exists()
+    assert _stale(project, *[f"job@{i}" for i in "abcd"]) == {f"job@{i}" for i in "abcd"}
+
+
+def test_stages_that_depend_on_each_other_are_refused(project):
+    res = _pool(project, "*", "--gpus", "none")
+    assert res.returncode != 0 and "depends on" in res.stderr and "must be independent" in res.stderr

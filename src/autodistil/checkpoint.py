@@ -72,9 +72,12 @@ def load_checkpoint(directory: Path, config: dict) -> dict | None:
 
 
 def clear_checkpoints(directory: Path) -> None:
-    """A finished run's checkpoints go: the trained model is the output now."""
+    """A finished run's checkpoints go: the trained model is the output now (with any temporary file that a
+    worker killed in the middle of a save left behind)."""
     for name in (CHECKPOINT, PREVIOUS):
         (directory / name).unlink(missing_ok=True)
+    for stale in directory.glob(f".{CHECKPOINT}.tmp-*"):
+        stale.unlink(missing_ok=True)
 
 
 def restore_rng(rng: dict) -> None:

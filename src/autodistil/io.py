@@ -46,7 +46,7 @@ def run_main(main: Callable[[], Any]) -> None:
     Ctrl-C and SIGTERM end it with exit 130 / 143 after the usual clean-up. Anything else is a bug and keeps its
     traceback.
     """
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
     except InputError as e:
@@ -55,6 +55,8 @@ def run_main(main: Callable[[], Any]) -> None:
         fail("interrupted", code=130)
     except Terminated:
         fail("terminated (SIGTERM)", code=143)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _tmp_beside(target: Path, is_dir: bool) -> Path:
@@ -150,10 +152,15 @@ def param(params: Mapping, key: str, default: Any = _MISSING, source: str = "par
 def number(value: Any, kind: type = float) -> int | float:
     """``value`` as an int or a float, the one reader of numbers in params: DVC's ``-S`` writes small floats back
     as ``4e-05``, which YAML 1.1 loaders read as a string, so numeric strings count; booleans, non-numbers and
-    (for ``int``) fractions raise ``ValueError`` for the caller to name the key."""
+    (for ``int``) fractions raise ``ValueError`` (``TypeError`` for non-scalars) for the caller to name the key."""
     if isinstance(value, bool) or value is None:
         raise ValueError(f"not a number: {value!r}")
-    f = float(value)  # ValueError / TypeError for anything else
+    if kind is int and isinstance(value, int):
+        return value  # exact, however large
+    try:
+        f = float(value)  # ValueError / TypeError for anything else
+    except OverflowError:
+        raise ValueError(f"out of range: {value!r}") from None
     if kind is int:
         if not f.is_integer():
             raise ValueError(f"not an integer: {value!r}")

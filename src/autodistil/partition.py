@@ -629,8 +629,8 @@ def teacher_shape(source: str) -> tuple[TeacherDims, Vocab]:
 
 
 def _bands(bands, where: str):
-    """``null`` or a list of ``[low, high]`` fractions (float(): DVC writes small floats back as 5e-05, which
-    YAML 1.1 reads as a string)."""
+    """``null`` or a list of ``[low, high]`` fractions (read with :func:`autodistil.io.number`: DVC writes small
+    floats back as 5e-05, which YAML 1.1 reads as a string)."""
     from .io import InputError, number
 
     if bands is None:
@@ -643,11 +643,21 @@ def _bands(bands, where: str):
         raise InputError(f"{where} must be null or a list of [low, high] fractions, got {bands!r}") from None
 
 
-def partition_from_params(params: Mapping, teacher: TeacherDims, vocab: Vocab, source: str,
-                          src: str = "params.yaml") -> tuple[list[SubSpace], dict]:
+def _auto_number(auto: Mapping, key: str, default, kind: type, src: str):
+    from .io import InputError, number
+
+    try:
+        return number(auto.get(key, default), kind)
+    except (TypeError, ValueError):
+        raise InputError(f"{src}: partition.auto.{key} must be {'an integer' if kind is int else 'a number'}, "
+                         f"got {auto.get(key)!r}") from None
+
+
+def partition_from_params(params: Mapping, source: str, src: str = "params.yaml") -> tuple[list[SubSpace], dict]:
     """The sub-spaces that params' ``partition`` section asks for, and the partition/subspaces.json document that
-    describes them. Every value is checked (an :class:`InputError` names the key), and so is that the sub-spaces
-    produced are ``partition.names``, which DVC iterates over."""
+    describes them, for the teacher at ``source`` (its config only). The section's values are checked before the
+    teacher's config is read (an :class:`InputError` names the key), and so is that the sub-spaces produced are
+    ``partition.names``, which DVC iterates over."""
     from .io import InputError, param
 
     def get(key, default=...):
@@ -668,6 +678,7 @@ def partition_from_params(params: Mapping, teacher: TeacherDims, vocab: Vocab, s
     k = get("k", None)
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InputError(f"{src}: partition.k must be a positive integer, got {k!r}")
+    teacher, vocab = teacher_shape(source)
     settings: dict = {"k": k}
     try:
         if mode == "explicit":
@@ -713,8 +724,9 @@ def partition_from_params(params: Mapping, teacher: TeacherDims, vocab: Vocab, s
             subs = auto_partition(
                 teacher, k, names=default_names(k) if len(names) != k else names,
                 bands=bands, measure=measure, values=auto.get("values"), convention=convention,
-                floors=auto.get("floors"), min_candidates=int(auto.get("min_candidates", 8)),
-                tolerance=float(auto.get("tolerance", 0.15)), vocab=vocab, seq_len=seq_len, prefer=prefer)
+                floors=auto.get("floors"), min_candidates=_auto_number(auto, "min_candidates", 8, int, src),
+                tolerance=_auto_number(auto, "tolerance", 0.15, float, src), vocab=vocab, seq_len=seq_len,
+                prefer=prefer)
         elif mode == "band":
             if k is None:
                 raise InputError(f"{src}: missing key 'partition.k' (the number of sub-spaces, band mode)")

@@ -146,7 +146,6 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def common_protocol(results: dict[str, dict[str, dict]], max_length: int, where: Path) -> dict:
     """The one fine-tuning protocol of every result (the device aside), with the max length and the training
     examples per task; a result fine-tuned otherwise is an :class:`InputError` naming its file."""

@@ -6,14 +6,16 @@
 one GPU that way. This runner
 
 1. brings the matched stages' upstream stages up to date with `dvc repro` (one process, as usual);
-2. asks `dvc status` which matched stages changed (``--force``: all of them), and runs each as its own process, the stage's own
-   command from dvc.yaml, at most N at once: on GPUs, one job per GPU (``CUDA_VISIBLE_DEVICES``); on CPU, each
-   job with its share of the cores (``OMP_NUM_THREADS``);
-3. records each job that succeeds with `dvc commit`, as `dvc repro` would have, one commit at a time.
+2. asks `dvc status` which matched stages changed (``--force``: all of them), and runs each as its own process,
+   the stage's own command from dvc.yaml, at most N at once: on GPUs, spread over them (``CUDA_VISIBLE_DEVICES``,
+   one GPU per job); on CPU, each job with its share of the cores (``OMP_NUM_THREADS``);
+3. records each job that succeeds with `dvc commit`, one commit at a time (DVC's run-cache is not filled, as it
+   would be by `dvc repro`).
 
-Every job keeps its own DVC outputs and its own MLflow run (the stage scripts do that themselves); its output
-goes to ``.dvc/tmp/stage_pool/<stage>.log``. A job that fails is reported with its log's last lines and left
-uncommitted; the others go on, and the runner exits 1. Afterwards `dvc repro` finds the jobs up to date and runs
+The matched stages must not depend on each other (checked). Every job keeps its own DVC outputs and its own MLflow
+run (the stage scripts do that themselves); its output goes to ``.dvc/tmp/stage_pool/<stage>.log``. A job that fails is reported with its log's last lines and left
+uncommitted; the others go on, and the runner exits 1. SIGTERM or Ctrl-C stops the running jobs and commits
+nothing more. Afterwards `dvc repro` finds the jobs up to date and runs
 what comes downstream (the report). Stages must write their outputs themselves (DVC does not clear them first
 here), as every stage of this project does, atomically.
 """
@@ -25,6 +27,7 @@ import fnmatch
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -58,6 +61,13 @@ def plan(root: Path, pattern: str) -> tuple[list[Job], list[str]]:
         if not matched:
             names = sorted(s.addressing for s in repo.index.stages)
             raise SystemExit(f"error: no stage of {root / 'dvc.yaml'} matches {pattern!r} (stages: {', '.join(names)})")
+        import networkx as nx
+
+        for a in matched:  # a job must not wait for another job's outputs
+            for b in matched:
+                if a is not b and nx.has_path(graph, a, b):
+                    raise SystemExit(f"error: {a.addressing} depends on {b.addressing}; the stages run at once must "
+                                     f"be independent (narrow the pattern {pattern!r})")
         jobs = [Job(s.addressing, s.cmd if isinstance(s.cmd, str) else " && ".join(s.cmd), s.wdir) for s in matched]
         upstream = sorted({u.addressing for s in matched for u in graph.successors(s)} - {j.stage for j in jobs})
     return jobs, upstream
@@ -79,7 +89,7 @@ def resolve_gpus(spec: str) -> list[str]:
     if spec == "auto":
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible is not None:
-            return [g for g in visible.split(",") if g.strip()]
+            return [g.strip() for g in visible.split(",") if g.strip()]
         import torch
 
         return [str(i) for i in range(torch.cuda.device_count())]
@@ -90,11 +100,10 @@ def resolve_gpus(spec: str) -> list[str]:
 
 
 def worker_envs(workers: int, gpus: list[str]) -> list[dict[str, str]]:
-    """One environment per worker slot: its GPU, or its share of the CPU threads."""
-    if gpus:
-        return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(workers)]
+    """One environment per worker slot: its GPU (none on CPU) and its share of the CPU threads."""
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
-    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads} for _ in range(workers)]
+    return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)] if gpus else "", "OMP_NUM_THREADS": threads}
+            for i in range(workers)]
 
 
 def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path) -> list[tuple[Job, int]]:
@@ -104,11 +113,29 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
     for i in range(len(envs)):
         slots.put(i)
     commit_lock = threading.Lock()  # the DVC repository lock admits one writer
+    running: set[subprocess.Popen] = set()
+    stopping = threading.Event()
     done: list[tuple[Job, int]] = []
+
+    def stop(signum, frame):  # SIGTERM or Ctrl-C to the runner ends its jobs too: each runs in a session of its own
+        stopping.set()
+        for proc in list(running):
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+        raise SystemExit(128 + signum)
+
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = ({sig: signal.signal(sig, stop) for sig in handled}
+                if threading.current_thread() is threading.main_thread() else {})
     bar = tqdm(total=len(jobs), desc="stages", unit="stage")
 
     def one(job: Job) -> None:
         slot = slots.get()
+        if stopping.is_set():  # stopped: the jobs not yet started never start
+            slots.put(slot)
+            return
         try:
             env = {**os.environ, **envs[slot], "DVC_ROOT": str(root)}
             where = f"GPU {envs[slot]['CUDA_VISIBLE_DEVICES']}" if envs[slot].get("CUDA_VISIBLE_DEVICES") else (
@@ -117,12 +144,15 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
             t0 = time.perf_counter()
             log = logs / f"{job.stage}.log"
             with open(log, "w") as fh:
-                rc = subprocess.run(job.cmd, shell=True, cwd=job.wdir, env=env, stdout=fh,
-                                    stderr=subprocess.STDOUT).returncode
+                proc = subprocess.Popen(job.cmd, shell=True, cwd=job.wdir, env=env, stdout=fh,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+                running.add(proc)
+                rc = proc.wait()
+                running.discard(proc)
         finally:
             slots.put(slot)
         seconds = time.perf_counter() - t0
-        if rc == 0:
+        if rc == 0 and not stopping.is_set():
             with commit_lock:
                 res = _dvc("commit", "--force", job.stage, root=root, capture=True)
             if res.returncode != 0:
@@ -136,9 +166,13 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
         done.append((job, rc))
         bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=len(envs)) as ex:
-        list(ex.map(one, jobs))
-    bar.close()
+    try:
+        with ThreadPoolExecutor(max_workers=len(envs)) as ex:
+            list(ex.map(one, jobs))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        bar.close()
     return done
 
 

@@ -189,7 +189,6 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     return get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
 
 
-# -- checkpoints --------------------------------------------------------------------------------------------
 # -- the loop -----------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
