@@ -8,11 +8,15 @@ metrics/superlm/<subspace>.json. Writes
 
 - models/<student>/          the SuperLM's weights for the chosen architecture as a transformers folder (a stock
                              ``bert`` in the stock convention) with the teacher's tokenizer and autodistil.json
-                             (arch, costs in both conventions, latency measured on the exported model, held-out
-                             loss, budget, sub-space, hashes, the SuperLM and search MLflow runs);
+                             (arch, costs in both conventions, held-out loss, budget, sub-space, hashes);
 - models/random-<student>/   the same config and tokenizer without weights: the random-initialisation baseline
                              that fine-tuning builds from transformers' own initialiser;
+- metrics/export/<student>.json  the latency measured on the exported model and the MLflow runs of the SuperLM,
+                             the search and this export;
 - an MLflow run tagged with the student, its sub-space and the SuperLM / search runs.
+
+What changes from one export to the next (a measured latency, run ids) stays out of the model folders: they are
+byte-identical whenever the weights are, so re-exporting the same student re-runs no fine-tuning job.
 """
 
 import argparse
@@ -65,7 +69,7 @@ def main() -> None:
     from autodistil.space import Arch
     from autodistil.superlm import SuperLM
     from autodistil.teacher import load_tokenizer
-    from autodistil.tracking import log_metrics, stage_run
+    from autodistil.tracking import log_metrics, stage_run, write_metrics
 
     t0 = time.perf_counter()
     arch = Arch.from_dict(chosen["arch"])
@@ -76,19 +80,22 @@ def main() -> None:
     runs = {"superlm_run_id": superlm_run.get("mlflow_run_id", ""), "search_run_id": search.get("mlflow_run_id", "")}
     tags = {"student": args.student, "subspace": sub, "arch": arch.name, **runs}
     logged = {"teacher": {"source": source}, "search": {"latency": latency_cfg.__dict__}, "student": args.student}
-    with stage_run(f"export@{args.student}", logged, experiment, tags=tags):
+    with stage_run(f"export@{args.student}", logged, experiment, tags=tags) as run:
         info = {"kind": "student", "student": args.student, "subspace": sub, "budget": chosen["budget"],
                 "budget_convention": search.get("convention"), "heldout_loss": chosen["loss"],
                 **({"proxy": chosen["proxy"]} if "proxy" in chosen else {}),
-                **search.get("provenance", {}), "mlflow": runs}
-        # latency of the model users will load: the same class and weights as the exported folder
-        info["latency"] = latency = measure_latency(build_student(superlm, arch), latency_cfg)
+                **search.get("provenance", {})}
         student_dir = Path(args.out) / args.student
         export_student(superlm, arch, student_dir, load_tokenizer(source), info, search.get("seq_len", 128))
         export_random_baseline(student_dir, Path(args.out) / f"random-{args.student}")
         record = read_info(student_dir)
+        # latency of the model users will load: the same class and weights as the exported folder
+        latency = measure_latency(build_student(superlm, arch), latency_cfg)
         log_metrics({"latency_ms": latency["latency_ms"], "heldout_loss": chosen["loss"], **record["costs"],
                      "seconds": time.perf_counter() - t0})
+        write_metrics(Path(args.metrics) / "export" / f"{args.student}.json",
+                      {"student": args.student, "subspace": sub, "arch": arch.name, "latency_ms": latency["latency_ms"],
+                       "latency": latency, **runs}, run)
     print(json.dumps({"student": args.student, "arch": arch.name, "latency_ms": round(latency["latency_ms"], 2),
                       "gflops_paper": round(record["costs"]["gflops_paper"], 4),
                       "seconds": round(time.perf_counter() - t0, 1)}))

@@ -8,10 +8,10 @@ data/glue/<task>/. Writes
 
 - metrics/glue/<model>/<task>.json   the reported score (best or last epoch, per finetune.report) as mean and
                                      std over finetune.seeds, every metric of every dev split, each seed's
-                                     epochs, the model's kind, arch, costs and latency;
+                                     epochs, the model's kind, arch and costs;
 - finetuned/<model>/<task>/          the fine-tuned classifier of the first seed when finetune.keep_weights,
                                      else only a note (DVC needs the declared output to exist);
-- one MLflow run tagged with the model, task, kind and the student's SuperLM / search runs, with the
+- one MLflow run tagged with the model, task, kind and the hash of the student's SuperLM, with the
   training loss per step and the dev metrics per epoch of every seed.
 """
 
@@ -66,11 +66,9 @@ def main() -> None:
 
     info = read_info(model_dir)
     kind = info.get("kind", "student")
-    links = info.get("mlflow", {})
+    # lineage by content: the SuperLM file a student was sliced from (its MLflow runs: metrics/export/<student>.json)
     tags = {"model": args.model, "task": args.task, "kind": kind, "arch": info.get("arch_name", ""),
-            **({"student": info["student"]} if info.get("student") else {}),
-            **({"subspace": info["subspace"]} if info.get("subspace") else {}),
-            **{k: v for k, v in links.items() if v}}
+            **{k: info[k] for k in ("student", "subspace", "superlm_sha256") if info.get(k)}}
     logged = {"finetune": {**protocol.to_dict(), "keep_weights": protocol.keep_weights},
               "model": args.model, "task": args.task}
     t0 = time.perf_counter()
@@ -94,10 +92,10 @@ def main() -> None:
             "main_split": splits[0], "report": protocol.report, "seeds": list(protocol.seeds),
             "score": score["mean"], "score_std": score["std"], "dev": dev,
             "arch": info.get("arch"), "costs": info.get("costs"),
-            "latency_ms": info.get("latency", {}).get("latency_ms"), "params_module": info.get("params_module"),
+            "params_module": info.get("params_module"),
             **({"student": info["student"]} if kind == "random" else {}),
             "protocol": {**protocol.to_dict(), "train_examples": res["train_examples"]},
-            "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 2), "links": links,
+            "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 2),
         }
         log_metrics({"score": score["mean"], "score_std": score["std"], "seconds": metrics["seconds"]})
         log_metrics(dev)

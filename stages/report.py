@@ -3,7 +3,9 @@
     python stages/report.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (finetune.*, prepare_glue.{tasks,max_length,max_train_samples}, search.{students,convention},
-mlflow.experiment), metrics/search/<subspace>.csv and metrics/glue/<model>/<task>.json for every model of finetune.models and task of prepare_glue.tasks. Writes
+mlflow.experiment), metrics/search/<subspace>.csv, metrics/glue/<model>/<task>.json for every model of
+finetune.models and task of prepare_glue.tasks, and the measured latencies (metrics/teacher.json,
+metrics/export/<student>.json). Writes
 
 - metrics/summary.json   per model: kind (teacher / student / random), params and GFLOPs (paper and exact
                          conventions), measured latency, score per task (mean and std over seeds, in points
@@ -21,7 +23,8 @@ import argparse
 from pathlib import Path
 
 from autodistil.io import InputError, atomic_path, atomic_write_text, load_params, param, run_main
-from autodistil.report import collect, common_protocol, glue_avg_csv, load_candidates, markdown, summarise
+from autodistil.report import (collect, common_protocol, glue_avg_csv, load_candidates, load_latencies, markdown,
+                               summarise)
 
 
 def main() -> None:
@@ -33,6 +36,8 @@ def main() -> None:
     ap.add_argument("--plot", required=True)
     ap.add_argument("--search", required=True, help="the search stages' candidate tables (<sub>.csv)")
     ap.add_argument("--pictures", required=True, help="where pareto.png and glue_vs_cost.png go")
+    ap.add_argument("--exports", required=True, help="the export stages' metrics (<student>.json: latency)")
+    ap.add_argument("--teacher", required=True, help="the teacher stage's metrics (latency)")
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -47,13 +52,14 @@ def main() -> None:
     candidates = load_candidates(subspaces, Path(args.search))
     results = collect([str(m) for m in models], [str(t) for t in tasks], Path(args.results))
     protocol = common_protocol(results, param(params, "prepare_glue.max_length", source=src), Path(args.results))
+    latencies = load_latencies(results, Path(args.exports), Path(args.teacher))
 
     import mlflow
 
     from autodistil.plots import glue_vs_cost_png, pareto_png
     from autodistil.tracking import log_metrics, stage_run, write_metrics
 
-    summary = summarise(results, tasks)
+    summary = summarise(results, tasks, latencies)
     summary = {"tasks": tasks, "protocol": protocol, **summary}
     with stage_run("report", {"finetune": protocol, "tasks": tasks}, experiment) as run:
         for name, m in summary["models"].items():

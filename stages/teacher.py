@@ -4,9 +4,10 @@
 
 Reads params.yaml (teacher.source, mlflow.experiment, search.seq_len, search.latency). Writes models/teacher/
 (the encoder and tokenizer that ``teacher.source`` resolves to, saved with ``save_pretrained``, plus
-autodistil.json: kind, source, arch, params and GFLOPs in both conventions, latency measured like the
-students'), so that fine-tuning treats the teacher like every other model and the report compares them on
-the same footing.
+autodistil.json: kind, source, arch, params and GFLOPs in both conventions), so that fine-tuning treats the
+teacher like every other model and the report compares them on the same footing, and metrics/teacher.json
+(its latency, measured like the students', kept out of the model folder so that a re-snapshot of the same
+teacher is byte-identical and re-runs no fine-tuning job).
 """
 
 import argparse
@@ -20,6 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--metrics", required=True, help="metrics JSON: latency and the MLflow run")
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -36,7 +38,7 @@ def main() -> None:
     from autodistil.latency import measure_latency
     from autodistil.space import Arch, TeacherDims
     from autodistil.teacher import load_teacher, load_tokenizer
-    from autodistil.tracking import log_metrics, stage_run
+    from autodistil.tracking import log_metrics, stage_run, write_metrics
 
     t0 = time.perf_counter()
     try:
@@ -47,16 +49,17 @@ def main() -> None:
     dims = TeacherDims.from_config(teacher.config)
     arch = Arch(dims.layers, dims.heads, dims.hidden, dims.ffn, dims.hidden // dims.heads)
     with stage_run("teacher", {"teacher": {"source": source}, "search": {"seq_len": seq_len}}, experiment,
-                   tags={"teacher": source}):
-        latency = measure_latency(teacher, latency_cfg)
+                   tags={"teacher": source}) as run:
         record = {"kind": "teacher", "source": source, "arch": arch.to_dict(), "convention": arch.convention,
                   "model_type": teacher.config.model_type,
                   "costs": costs(arch, seq_len, dims.heads, Vocab.from_config(teacher.config)),
-                  "params_module": count_params(teacher), "latency": latency}
+                  "params_module": count_params(teacher)}
         with atomic_path(args.out, is_dir=True) as tmp:
             teacher.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        latency = measure_latency(teacher, latency_cfg)
+        write_metrics(args.metrics, {"arch": arch.name, "latency_ms": latency["latency_ms"], "latency": latency}, run)
         log_metrics({"latency_ms": latency["latency_ms"], **record["costs"], "params_module": record["params_module"]})
     print(json.dumps({"teacher": source, "arch": arch.name, "gflops_paper": round(record["costs"]["gflops_paper"], 4),
                       "latency_ms": round(latency["latency_ms"], 2), "seconds": round(time.perf_counter() - t0, 1)}))

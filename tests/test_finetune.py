@@ -46,8 +46,7 @@ def model_dir(tmp_path_factory, tiny_tokenizer):
     tiny_tokenizer.save_pretrained(folder)
     (folder / "autodistil.json").write_text(json.dumps({"kind": "student", "student": "s", "subspace": "tiny",
                                                         "costs": {"params_paper": 1e5, "gflops_paper": 0.01},
-                                                        "latency": {"latency_ms": 1.0},
-                                                        "mlflow": {"superlm_run_id": "abc"}}))
+                                                        "superlm_sha256": "abc"}))
     return folder
 
 
@@ -129,6 +128,8 @@ def stage_tree(tmp_path: Path, task_dir: Path, model_dir: Path, **finetune_param
               "finetune": {"models": ["s", "random-s"], "lr": 3e-3, "batch_size": 8, "epochs": 2, "seeds": [1, 2],
                            "report": "best", "keep_weights": False, "device": "cpu", **finetune_params}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "metrics" / "export").mkdir(parents=True)  # the export stage's latency, read by the report
+    (tmp_path / "metrics" / "export" / "s.json").write_text(json.dumps({"student": "s", "latency_ms": 1.5}))
     return tmp_path
 
 
@@ -150,7 +151,7 @@ def test_finetune_and_report_stages(tmp_path, task_dir, model_dir, mlflow_root, 
     from autodistil.tracking import tracking_uri
 
     run = MlflowClient(tracking_uri()).get_run(result["mlflow_run_id"])
-    assert run.data.tags["stage"] == "finetune@s-SST-2" and run.data.tags["superlm_run_id"] == "abc"
+    assert run.data.tags["stage"] == "finetune@s-SST-2" and run.data.tags["superlm_sha256"] == "abc"
     assert run.data.tags["kind"] == "student" and "seed1.dev.accuracy" in run.data.metrics
 
     code, err = run_stage("report.py", [], root, monkeypatch, capsys)
@@ -158,6 +159,7 @@ def test_finetune_and_report_stages(tmp_path, task_dir, model_dir, mlflow_root, 
     summary = json.loads((root / "metrics/summary.json").read_text())
     s, r = summary["models"]["s"], summary["models"]["random-s"]
     assert s["glue_avg"] == pytest.approx(100 * result["score"]) and r["kind"] == "random"
+    assert s["latency_ms"] == r["latency_ms"] == 1.5  # the twin has its student's architecture and latency
     assert summary["gain_over_random"]["s"]["SST-2"] == pytest.approx(s["glue_avg"] - r["glue_avg"])
     assert summary["every_student_beats_random"] == (s["glue_avg"] > r["glue_avg"])
     text = (root / "reports/summary.md").read_text()
@@ -191,7 +193,7 @@ def test_finetune_bad_input_is_one_line_and_writes_nothing(tmp_path, task_dir, m
     code, err = run_stage("finetune.py", args, root, monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and message in lines[0], lines
-    assert not (root / "metrics").exists() and not (root / "finetuned").exists()
+    assert not (root / "metrics" / "glue").exists() and not (root / "finetuned").exists()
 
 
 def test_report_names_the_missing_result(tmp_path, task_dir, model_dir, mlflow_root, monkeypatch, capsys):

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from autodistil.io import InputError
-from autodistil.report import collect, common_protocol, glue_avg_csv, load_candidates, markdown, summarise
+from autodistil.report import (collect, common_protocol, glue_avg_csv, load_candidates, load_latencies, markdown,
+                               summarise)
 
 TASKS = ["SST-2", "CoLA"]
 PROTOCOL = {"lr": 1e-4, "batch_size": 32, "epochs": 3, "max_steps": None, "seed": 42, "weight_decay": 0.0,
@@ -28,7 +29,7 @@ def result(model: str, task: str, **protocol) -> dict:
             "arch": {"layers": 6, "heads": 12, "hidden": 384, "ffn": 1536},
             "costs": {"params_paper": 2e7, "gflops_paper": GFLOPS[model], "params_exact": 2e7,
                       "gflops_exact": GFLOPS[model]},
-            "latency_ms": 10.0, "per_seed": [{"seed": 42, "epoch": 3, "score": score}],
+            "per_seed": [{"seed": 42, "epoch": 3, "score": score}],
             "protocol": {**PROTOCOL, **protocol, "train_examples": 2000 if task == "SST-2" else 5000},
             **({"student": "s"} if model == "random-s" else {})}
 
@@ -44,7 +45,7 @@ def results_dir(tmp_path):
 
 def test_summary_gains_retention_and_markdown(results_dir):
     results = collect(list(SCORES), TASKS, results_dir)
-    summary = summarise(results, TASKS)
+    summary = summarise(results, TASKS, {"teacher": 20.0, "s": 10.0, "random-s": 10.0})
     assert summary["models"]["teacher"]["glue_avg"] == pytest.approx(54.0)
     assert summary["gain_over_random"]["s"] == pytest.approx({"SST-2": 27.0, "CoLA": 6.0, "glue_avg": 16.5})
     assert summary["every_student_beats_random"] is True
@@ -59,6 +60,21 @@ def test_summary_gains_retention_and_markdown(results_dir):
     rows = list(csv.DictReader(io.StringIO(glue_avg_csv(summary))))
     assert [(r["model"], r["kind"], float(r["glue_avg"])) for r in rows] == [
         ("teacher", "teacher", 54.0), ("s", "student", 42.0), ("random-s", "random", 25.5)]
+
+
+def test_latencies_come_from_the_teacher_and_export_metrics(results_dir, tmp_path):
+    results = collect(list(SCORES), TASKS, results_dir)
+    exports, teacher = tmp_path / "export", tmp_path / "teacher.json"
+    exports.mkdir()
+    teacher.write_text(json.dumps({"latency_ms": 20.0}))
+    with pytest.raises(InputError, match=r"export/s\.json: not found \(run `dvc repro export@s`\)"):
+        load_latencies(results, exports, teacher)
+    (exports / "s.json").write_text(json.dumps({"latency_ms": 10.0}))
+    # the random twin has its student's architecture: the student's measured latency
+    assert load_latencies(results, exports, teacher) == {"teacher": 20.0, "s": 10.0, "random-s": 10.0}
+    teacher.unlink()
+    with pytest.raises(InputError, match=r"teacher\.json: not found \(run `dvc repro teacher`\)"):
+        load_latencies(results, exports, teacher)
 
 
 def test_a_student_below_its_twin_is_called_out(results_dir):

@@ -46,9 +46,26 @@ def collect(models: list[str], tasks: list[str], root: Path) -> dict[str, dict[s
     return results
 
 
-def summarise(results: dict[str, dict[str, dict]], tasks: list[str]) -> dict:
-    """Per model: kind, arch, costs, latency, score per task (points) and the average; per student: its gain over
-    its random-init twin and its retention."""
+def load_latencies(results: dict[str, dict[str, dict]], exports: Path, teacher: Path) -> dict[str, float]:
+    """Each model's measured latency (ms): the teacher's from ``teacher`` (metrics/teacher.json), a student's
+    and its random twin's (same architecture) from ``exports``/<student>.json; a missing file names its stage."""
+    latencies = {}
+    for model, by_task in results.items():
+        first = next(iter(by_task.values()))
+        if first["kind"] == "teacher":
+            path, stage = teacher, "teacher"
+        else:
+            student = first.get("student", model) if first["kind"] == "random" else model
+            path, stage = exports / f"{student}.json", f"export@{student}"
+        if not path.is_file():
+            raise InputError(f"{path}: not found (run `dvc repro {stage}`)")
+        latencies[model] = json.loads(path.read_text())["latency_ms"]
+    return latencies
+
+
+def summarise(results: dict[str, dict[str, dict]], tasks: list[str], latencies: dict[str, float] | None = None) -> dict:
+    """Per model: kind, arch, costs, latency (from ``latencies``), score per task (points) and the average; per
+    student: its gain over its random-init twin and its retention."""
     models = {}
     for model, by_task in results.items():
         first = by_task[tasks[0]]
@@ -61,7 +78,7 @@ def summarise(results: dict[str, dict[str, dict]], tasks: list[str]) -> dict:
             **({"student": first["student"]} if first.get("student") else {}),
             "arch": first.get("arch"),
             **{k: costs.get(k) for k in ("params_paper", "gflops_paper", "params_exact", "gflops_exact")},
-            "latency_ms": first.get("latency_ms"),
+            "latency_ms": (latencies or {}).get(model),
             "scores": scores,
             "glue_avg": statistics.fmean(s["score"] for s in scores.values()),
         }
