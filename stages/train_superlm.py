@@ -20,7 +20,7 @@ from pathlib import Path
 
 LAUNCHER = os.getppid()  # read before the package's slow imports, so a launcher that dies meanwhile is noticed
 
-from autodistil.io import InputError, atomic_path, load_params, param, run_main  # noqa: E402
+from autodistil.io import atomic_path, load_params, param, run_main  # noqa: E402
 
 
 def data_fingerprint(corpus: Path) -> str:
@@ -70,46 +70,18 @@ def run(args: argparse.Namespace) -> None:
     source = param(params, "teacher.source", source=args.params)
     experiment = param(params, "mlflow.experiment", default="autodistil")
 
-    import torch
-
-    from autodistil.corpus import load_blocks
-    from autodistil.distill import HeldOut
-    from autodistil.importance import ORDER_FILE
-    from autodistil.partition import load_subspace
     from autodistil.checkpoint import clear_checkpoints
-    from autodistil.sampling import SubnetSampler
-    from autodistil.space import SearchSpaceError, TeacherDims
-    from autodistil.teacher import load_teacher
-    from autodistil.train import (heldout_report, init_distributed, pick_device, probe_candidates, superlm_from_teacher,
-                                  train_superlm)
+    from autodistil.partition import load_subspace
+    from autodistil.superlm_job import SuperLMJob
 
     sub = load_subspace(args.subspaces, args.subspace)
     corpus = Path(args.corpus)
-    blocks, heldout_blocks = load_blocks(corpus, "train"), load_blocks(corpus, "heldout")
-
-    d = init_distributed("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    device = pick_device(cfg.device, d)
-    teacher = load_teacher(source, device)
-    dims = TeacherDims.from_config(teacher.config)
-    try:
-        candidates = sub.candidates(dims)
-    except SearchSpaceError as e:
-        raise InputError(f"{args.subspaces}: {e}") from None
-    largest, smallest = sub.largest(dims), sub.smallest(dims)
     provenance = {"teacher": source, "subspace": args.subspace, "data": data_fingerprint(corpus),
                   "init_order": cfg.init_order}
-    superlm, order, importance = superlm_from_teacher(teacher, candidates, cfg, blocks, d, provenance,
-                                                      f"{args.params}: superlm", f"sub-space {args.subspace!r}")
-    superlm.to(device)
-    sampler = SubnetSampler(candidates, largest, smallest, cfg.sampling, cfg.num_random, cfg.seed)
-    probes = probe_candidates(candidates, largest, smallest)
+    job = SuperLMJob.build(cfg, source, sub, corpus, provenance, f"{args.params}: superlm", args.subspaces)
     ckpt_dir = Path(args.checkpoints) / args.subspace
-
-    def train(log=None):
-        return train_superlm(superlm, teacher, blocks, sampler, cfg, ckpt_dir, d, device, log)
-
-    if not d.master:
-        train()
+    if not job.dist.master:  # other ranks train their shard; rank 0 evaluates, logs and writes
+        job.train(ckpt_dir)
         return
 
     import mlflow
@@ -117,35 +89,31 @@ def run(args: argparse.Namespace) -> None:
     from autodistil.plots import loss_curve_png
     from autodistil.tracking import log_step, stage_run, write_metrics
 
-    heldout = HeldOut(teacher, heldout_blocks[: cfg.eval_blocks], cfg.spec(superlm.config.relation_heads),
-                      cfg.eval_batch_size, device)
-    logged = {"teacher": {"source": source}, "superlm": p, "subspace": sub.to_dict(), "world_size": d.world}
-    with stage_run(f"superlm@{args.subspace}", logged, experiment,
-                   tags={"subspace": args.subspace}) as run:
-        before = heldout_report(superlm, heldout, probes)
+    heldout_loss = job.heldout_report()
+    logged = {"teacher": {"source": source}, "superlm": p, "subspace": sub.to_dict(), "world_size": job.dist.world}
+    with stage_run(f"superlm@{args.subspace}", logged, experiment, tags={"subspace": args.subspace}) as run:
+        before = heldout_loss()
         mlflow.log_metrics({f"heldout_before_{k}": v for k, v in before.items()})
-        result = train(log_step)
-        after = heldout_report(superlm, heldout, probes)
+        result = job.train(ckpt_dir, log_step)
+        after = heldout_loss()
         mlflow.log_metrics({f"heldout_after_{k}": v for k, v in after.items()})
 
         with atomic_path(Path(args.out) / args.subspace, is_dir=True) as tmp:
-            superlm.to("cpu").save(tmp)
-            if order is not None:  # the search distils against the same permuted teacher
-                torch.save({**order.to_dict(), "importance": vars(importance)}, Path(tmp) / ORDER_FILE)
+            job.save(tmp)
         write_curve(Path(args.plots) / f"{args.subspace}.csv", result.history)
         metrics = {
             "subspace": args.subspace,
-            "candidates": len(candidates),
-            "probes": {k: a.name for k, a in probes.items()},
+            "candidates": len(job.candidates),
+            "probes": {k: a.name for k, a in job.probes.items()},
             "heldout_loss_before": before,
             "heldout_loss_after": after,
             "steps": result.steps,
             "resumed_from_step": result.resumed_from,
-            "tokens": result.steps * cfg.batch_size * blocks.shape[1],
+            "tokens": result.steps * cfg.batch_size * job.blocks.shape[1],
             "train_seconds": round(result.seconds, 1),
             "tokens_per_second": round(result.tokens_per_second, 1),
-            "world_size": d.world,
-            "device": str(device),
+            "world_size": job.dist.world,
+            "device": str(job.device),
         }
         write_metrics(Path(args.metrics) / f"{args.subspace}.json", metrics, run)
         mlflow.log_artifact(str(Path(args.plots) / f"{args.subspace}.csv"))

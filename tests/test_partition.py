@@ -253,7 +253,7 @@ def test_subspaces_json_roundtrip(tmp_path):
     loaded = part.load_subspaces(path)
     assert list(loaded) == ["base", "small", "tiny"]
     assert loaded == {s.name: s for s in subs}
-    assert part.load_teacher_dims(path) == BERT_BASE
+    assert part.load_teacher_shape(path)[0] == BERT_BASE
     assert doc["teacher"]["params_paper"] == pytest.approx(109_483_008)
 
 

@@ -14,7 +14,8 @@ from autodistil.export import build_student, export_student, superlm_hidden
 from autodistil.io import InputError
 from autodistil.latency import LatencyConfig, measure_latency
 from autodistil.search import (Budget, NoFitError, ProxyConfig, SearchConfig, check_feasible, choose_students, cost_row,
-                               mark_chosen, parse_budgets, sample_candidates, score_candidates, select, write_csv)
+                               load_superlm_and_teacher, mark_chosen, parse_budgets, sample_candidates,
+                               score_candidates, search_subspace, select, write_csv)
 from autodistil.space import Arch, SubSpace, TeacherDims
 from tiny import VOCAB, padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
 from stage_runner import dvc_path_args
@@ -258,6 +259,55 @@ def test_chosen_student_exports_as_stock_bert_equal_to_its_slice(scored, tmp_pat
     ref = superlm_hidden(superlm, arch, *batch)
     assert (torch.load(tmp_path / "out.pt") - ref)[batch[1].bool()].abs().max().item() <= 1e-5
     assert json.loads((folder / "autodistil.json").read_text())["heldout_loss"] == row["loss"]
+
+
+def test_search_subspace_scores_chooses_and_measures_latency_only_where_needed(tmp_path):
+    import dataclasses
+
+    import yaml
+
+    teacher = tiny_teacher()
+    sub = tiny_subspace()
+    superlm = tiny_superlm(teacher, sub)
+    dims = TeacherDims.from_config(teacher.config)
+    archs = sub.candidates(dims)[::4]
+    blocks = np.random.default_rng(0).integers(1, VOCAB, (4, 16))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg = dataclasses.replace(SearchConfig.from_params(params, "tiny", ["base", "small", "tiny"], tmp_path),
+                              batch_size=2, seq_len=16, latency=LatencyConfig(seq_len=16, warmup=0, repeats=1))
+    vocab = Vocab(VOCAB, 64, 2)
+    cheap = sorted(cost_row(a, 16, 4, vocab)["gflops_exact"] for a in archs)[2]
+    budgets = {"by_cost": Budget("by_cost", max_gflops=cheap), "by_time": Budget("by_time", max_latency_ms=1e6)}
+    found = search_subspace(superlm, teacher, blocks, archs, budgets, cfg, "tiny", 4, vocab)
+
+    assert [r["arch"] for r in found.rows] == [a.name for a in archs] and found.spec.relation_heads == 4
+    fitting = [r for r in found.rows if r["gflops_exact"] <= cheap]
+    assert found.students["by_cost"]["arch_name"] == min(fitting, key=lambda r: r["loss"])["arch"]
+    # latency: measured for the one row the latency budget needed (the lowest loss), recorded there
+    best = min(found.rows, key=lambda r: r["loss"])
+    assert found.students["by_time"]["arch_name"] == best["arch"] and found.students["by_time"]["latency_ms"] > 0
+    assert [r["arch"] for r in found.rows if r.get("latency_ms") is not None] == [best["arch"]]
+    assert found.timing["latency_measurements"] == 1 and found.timing["heldout_blocks"] == 4
+    assert {r["chosen"] for r in found.rows} >= {"by_time"} and sum(bool(r["chosen"]) for r in found.rows) <= 2
+
+
+def test_load_superlm_and_teacher_checks_both(tmp_path):
+    import dataclasses
+
+    teacher = tiny_teacher()
+    sub = tiny_subspace()
+    tiny_superlm(teacher, sub).save(tmp_path / "superlm")
+    teacher.save_pretrained(tmp_path / "teacher")
+    dims = TeacherDims.from_config(teacher.config)
+    archs = sub.candidates(dims)
+    superlm, loaded = load_superlm_and_teacher(tmp_path / "superlm", str(tmp_path / "teacher"), dims, archs)
+    assert not superlm.training and not loaded.training
+    other = dataclasses.replace(dims, layers=dims.layers + 1)
+    with pytest.raises(InputError, match="partitioned for another teacher than teacher.source"):
+        load_superlm_and_teacher(tmp_path / "superlm", str(tmp_path / "teacher"), other, archs)
+    too_wide = Arch(1, 8, 128, 128, 16)
+    with pytest.raises(InputError, match="candidate L1-A8-H128-F128 does not fit the SuperLM"):
+        load_superlm_and_teacher(tmp_path / "superlm", str(tmp_path / "teacher"), dims, [too_wide])
 
 
 def test_csv_has_every_candidate_and_the_chosen_flag(scored, tmp_path):

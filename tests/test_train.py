@@ -267,3 +267,34 @@ def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     moved = max((a - b).abs().max().item() for a, b in zip(single.state_dict().values(),
                                                            _setup()[1].state_dict().values()))
     assert moved > 1e-3  # the runs did train
+
+
+def test_superlm_job_builds_trains_reports_and_saves(tmp_path):
+    """The superlm stage's job: teacher folder and corpus blocks in, a trained SuperLM (with its importance
+    order) out, the probes' held-out loss lower after training."""
+    from autodistil.importance import ORDER_FILE
+    from autodistil.superlm import SuperLM
+    from autodistil.superlm_job import SuperLMJob
+
+    teacher = tiny_teacher()
+    teacher.save_pretrained(tmp_path / "teacher")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    np.save(corpus / "train.npy", _blocks())
+    np.save(corpus / "heldout.npy", _blocks(16, seed=9))
+    cfg = TrainConfig(max_steps=20, lr=2e-3, batch_size=8, dropout=0.0, calibration_blocks=8, eval_blocks=16)
+    job = SuperLMJob.build(cfg, str(tmp_path / "teacher"), tiny_subspace(), corpus, {"data": "test"})
+    assert job.order is not None and set(job.probes) == {"largest", "middle", "smallest"}
+    assert not job.dist.master or job.dist.world == 1
+    heldout_loss = job.heldout_report()
+    before = heldout_loss()
+    result = job.train(tmp_path / "ckpt")
+    after = heldout_loss()
+    assert result.steps == 20 and after["smallest"] < before["smallest"]  # (the largest is the teacher itself)
+    job.save(tmp_path / "out")
+    assert (tmp_path / "out" / ORDER_FILE).is_file()
+    loaded = SuperLM.load(tmp_path / "out")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), job.superlm.state_dict().values()))
+    with pytest.raises(InputError, match="outside the teacher's 4 layers"):
+        SuperLMJob.build(TrainConfig(max_steps=1, teacher_layer=7), str(tmp_path / "teacher"), tiny_subspace(),
+                         corpus, {})

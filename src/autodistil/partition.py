@@ -588,11 +588,11 @@ def load_subspace(path: str | Path, name: str) -> SubSpace:
     return subspaces[name]
 
 
-def load_teacher_dims(path: str | Path) -> TeacherDims:
-    """The teacher's shape recorded in ``partition/subspaces.json``."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    t = doc["teacher"]
-    return TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"]))
+def load_teacher_shape(path: str | Path) -> tuple[TeacherDims, Vocab]:
+    """The teacher's dims and vocabulary recorded in ``partition/subspaces.json``."""
+    t = json.loads(Path(path).read_text(encoding="utf-8"))["teacher"]
+    return (TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"])),
+            Vocab(t["vocab_size"], t["max_position_embeddings"], t["type_vocab_size"]))
 
 
 # ------------------------------------------------------------------------------------- from params.yaml

@@ -436,3 +436,89 @@ def write_csv(path, rows: Sequence[Mapping], subspace: str) -> None:
         for row in sorted(rows, key=lambda r: (r["gflops_paper"], r["arch"])):
             w.writerow({**{k: "" for k in CSV_COLUMNS}, "subspace": subspace,
                         **{k: ("" if v is None else v) for k, v in row.items() if k in CSV_COLUMNS}})
+
+
+# ------------------------------------------------------------------------------------ one sub-space
+@dataclass
+class SearchOutcome:
+    """What searching one sub-space found: every scored candidate, the chosen students and the timings."""
+
+    rows: list[dict]  # one per candidate: costs, losses, ``chosen``; latency / proxy score where measured
+    students: dict[str, dict]  # student name -> :func:`student_record`
+    spec: Any  # the DistillSpec the candidates were scored with (relation heads of the SuperLM)
+    timing: dict
+
+
+def load_superlm_and_teacher(superlm_dir: Path, source: str, dims, archs: Sequence[Arch], device="cpu",
+                             partition: str = "partition/subspaces.json") -> tuple:
+    """The trained SuperLM of ``superlm_dir`` and the teacher it distils against (permuted by the SuperLM's
+    importance order when it has one, so that both see the same channels), both checked: the teacher against
+    the shape ``dims`` the partition was made for, every candidate of ``archs`` against the SuperLM."""
+    import torch
+
+    from .importance import ORDER_FILE, Order, apply_order
+    from .space import TeacherDims
+    from .superlm import SuperLM
+    from .teacher import load_teacher
+
+    superlm = SuperLM.load(superlm_dir).eval().to(device)
+    teacher = load_teacher(source, device)
+    if TeacherDims.from_config(teacher.config) != dims:
+        raise InputError(f"{partition}: partitioned for another teacher than teacher.source {source!r}")
+    if (Path(superlm_dir) / ORDER_FILE).is_file():
+        apply_order(teacher, Order.from_dict(torch.load(Path(superlm_dir) / ORDER_FILE, weights_only=False)))
+    for a in archs:
+        if not superlm.config.envelope.contains(a):
+            raise InputError(f"{superlm_dir}: candidate {a.name} does not fit the SuperLM (was it trained on "
+                             f"another partition? re-run superlm@{Path(superlm_dir).name})")
+    return superlm, teacher
+
+
+def search_subspace(superlm, teacher, blocks, archs: Sequence[Arch], budgets: Mapping[str, Budget],
+                    cfg: SearchConfig, subspace: str, teacher_heads: int, vocab: Vocab, device="cpu",
+                    log: Callable[[dict, int], None] | None = None, progress: bool = False) -> SearchOutcome:
+    """Score ``archs`` (slices of ``superlm``) against ``teacher`` on the held-out ``blocks`` and choose one
+    student per budget (resolved limits): the lowest held-out loss that fits, or the task proxy's pick.
+
+    Latency is measured only where a budget needs it, once per architecture, on the model that would be
+    exported; it is recorded on the rows it was measured for.
+    """
+    import dataclasses
+
+    import torch
+
+    from .distill import HeldOut
+    from .export import build_student
+    from .latency import measure_latency
+
+    by_name = {a.name: a for a in archs}
+    latencies: dict[str, dict] = {}
+
+    def latency(row) -> float:
+        if row["arch"] not in latencies:
+            latencies[row["arch"]] = measure_latency(build_student(superlm, by_name[row["arch"]]), cfg.latency)
+        return latencies[row["arch"]]["latency_ms"]
+
+    spec = dataclasses.replace(cfg.spec, relation_heads=superlm.config.relation_heads)
+    t0 = time.perf_counter()
+    heldout = HeldOut(teacher, blocks, spec, cfg.batch_size, device)
+    teacher_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows = score_candidates(superlm, heldout, archs, cfg.seq_len, progress=progress, log=log,
+                            criterion=cfg.criterion)
+    score_seconds = time.perf_counter() - t0
+    chosen, proxy_seconds = choose_students(rows, budgets, cfg.convention, subspace, latency, cfg.proxy,
+                                            lambda row: build_student(superlm, by_name[row["arch"]]))
+    mark_chosen(rows, chosen)
+    students = {name: student_record(row, by_name[row["arch"]], budgets[name], cfg.seq_len, teacher_heads, vocab,
+                                     latencies.get(row["arch"], {}).get("latency_ms"),
+                                     cfg.proxy.task if cfg.proxy else None)
+                for name, row in chosen.items()}
+    for row in rows:
+        if row["arch"] in latencies:
+            row["latency_ms"] = latencies[row["arch"]]["latency_ms"]
+    timing = {"teacher_seconds": round(teacher_seconds, 3), "score_seconds": round(score_seconds, 3),
+              "seconds_per_candidate": round(score_seconds / len(rows), 4), "latency_measurements": len(latencies),
+              "proxy_seconds": round(proxy_seconds, 2), "heldout_blocks": len(blocks),
+              "threads": torch.get_num_threads()}
+    return SearchOutcome(rows, students, spec, timing)

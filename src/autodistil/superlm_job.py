@@ -1,0 +1,81 @@
+"""One SuperLM training job, as the superlm@<subspace> stage runs it: the teacher, the SuperLM sliced from it
+for one sub-space, the corpus blocks, the sub-network sampler and the probes whose held-out loss is reported
+before and after training. Under torchrun every rank builds the same job (the teacher's importance order is
+rank 0's) and trains its shard; only rank 0 evaluates and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .importance import ORDER_FILE, Importance, Order
+from .io import InputError
+from .sampling import SubnetSampler
+from .space import Arch, SearchSpaceError, SubSpace, TeacherDims
+from .superlm import SuperLM
+from .train import (Dist, TrainConfig, TrainResult, heldout_report, init_distributed, pick_device, probe_candidates,
+                    superlm_from_teacher, train_superlm)
+
+
+@dataclass
+class SuperLMJob:
+    cfg: TrainConfig
+    superlm: SuperLM
+    teacher: nn.Module  # frozen; permuted like the SuperLM when init_order is importance
+    blocks: np.ndarray  # training blocks
+    heldout_blocks: np.ndarray
+    sampler: SubnetSampler
+    probes: dict[str, Arch]
+    candidates: list[Arch]
+    order: Order | None
+    importance: Importance | None
+    dist: Dist
+    device: torch.device
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, source: str, sub: SubSpace, corpus: Path, provenance: dict,
+              where: str = "params.yaml: superlm", partition: str = "partition/subspaces.json") -> "SuperLMJob":
+        """The job for sub-space ``sub`` of the teacher ``source`` on the blocks of ``corpus``; joins the
+        process group first when launched by torchrun."""
+        from .corpus import load_blocks
+        from .teacher import load_teacher
+
+        blocks, heldout_blocks = load_blocks(corpus, "train"), load_blocks(corpus, "heldout")
+        d = init_distributed("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+        device = pick_device(cfg.device, d)
+        teacher = load_teacher(source, device)
+        dims = TeacherDims.from_config(teacher.config)
+        try:
+            candidates = sub.candidates(dims)
+        except SearchSpaceError as e:
+            raise InputError(f"{partition}: {e}") from None
+        largest, smallest = sub.largest(dims), sub.smallest(dims)
+        superlm, order, importance = superlm_from_teacher(teacher, candidates, cfg, blocks, d, provenance, where,
+                                                          f"sub-space {sub.name!r}")
+        return cls(cfg, superlm.to(device), teacher, blocks, heldout_blocks,
+                   SubnetSampler(candidates, largest, smallest, cfg.sampling, cfg.num_random, cfg.seed),
+                   probe_candidates(candidates, largest, smallest), candidates, order, importance, d, device)
+
+    def train(self, checkpoint_dir: Path, log: Callable[[dict, int], None] | None = None) -> TrainResult:
+        return train_superlm(self.superlm, self.teacher, self.blocks, self.sampler, self.cfg, checkpoint_dir,
+                             self.dist, self.device, log)
+
+    def heldout_report(self) -> Callable[[], dict[str, float]]:
+        """A function giving the probes' held-out relation loss; the teacher's targets are computed once, here."""
+        from .distill import HeldOut
+
+        heldout = HeldOut(self.teacher, self.heldout_blocks[: self.cfg.eval_blocks],
+                          self.cfg.spec(self.superlm.config.relation_heads), self.cfg.eval_batch_size, self.device)
+        return lambda: heldout_report(self.superlm, heldout, self.probes)
+
+    def save(self, folder: Path) -> None:
+        """The trained SuperLM and, when it was sliced from the permuted teacher, the permutation (the search
+        distils against the same permuted teacher)."""
+        self.superlm.to("cpu").save(folder)
+        if self.order is not None:
+            torch.save({**self.order.to_dict(), "importance": vars(self.importance)}, Path(folder) / ORDER_FILE)
