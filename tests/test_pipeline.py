@@ -59,17 +59,29 @@ def _stale(repo: Path) -> set[str]:
             if line.endswith(":") and not line.startswith(("\t", " "))}
 
 
-def _mlflow_runs(repo: Path, since_ms: float = 0) -> list[tuple[str, str, str]]:
-    """(stage tag, dvc_exp_name tag, status) of every MLflow run of the repository started after ``since_ms``."""
+def _mlflow_runs(repo: Path, since_ms: float = 0, wait: float = 30) -> list[tuple[str, str, str]]:
+    """(stage tag, dvc_exp_name tag, status) of every MLflow run of the repository started after ``since_ms``
+    (waiting at most ``wait`` seconds for a writer's lock on the store)."""
     import sqlite3
 
-    with sqlite3.connect(repo / "mlflow.db", timeout=30) as con:
+    with sqlite3.connect(repo / "mlflow.db", timeout=wait) as con:
         rows = con.execute(
             "SELECT s.value, COALESCE(e.value, ''), r.status FROM runs r "
             "JOIN tags s ON s.run_uuid = r.run_uuid AND s.key = 'stage' "
             "LEFT JOIN tags e ON e.run_uuid = r.run_uuid AND e.key = 'dvc_exp_name' "
             "WHERE r.start_time >= ?", (since_ms,)).fetchall()
     return rows
+
+
+def _running(repo: Path, stage: str, since_ms: float) -> bool:
+    """Whether ``stage``'s MLflow run has started and is still running. A store locked by a writer counts as not
+    yet: a poll that waited out the lock could find the stage already finished, too late to interrupt it."""
+    import sqlite3
+
+    try:
+        return any(s == stage and status == "RUNNING" for s, _, status in _mlflow_runs(repo, since_ms, wait=0.01))
+    except sqlite3.OperationalError:  # database is locked
+        return False
 
 
 def _kill_during(repo: Path, stage: str, sig: int, ready) -> None:
@@ -204,12 +216,10 @@ def test_interrupted_stages_rerun_to_the_same_results(micro_repo):
     assert json.loads((repo / "metrics" / "superlm" / "tiny.json").read_text())["resumed_from_step"] >= 1
     assert not last.exists()  # a finished run clears its checkpoints
     t0 = time.time() * 1000
-    _kill_during(repo, "search@tiny", signal.SIGTERM,
-                 lambda: any(stage == "search@tiny" for stage, _, _ in _mlflow_runs(repo, t0)))
+    _kill_during(repo, "search@tiny", signal.SIGTERM, lambda: _running(repo, "search@tiny", t0))
     _run(["dvc", "repro", "search@tiny"], repo)
     t1 = time.time() * 1000
-    _kill_during(repo, "finetune@tiny-MRPC", signal.SIGKILL,
-                 lambda: any(stage == "finetune@tiny-MRPC" for stage, _, _ in _mlflow_runs(repo, t1)))
+    _kill_during(repo, "finetune@tiny-MRPC", signal.SIGKILL, lambda: _running(repo, "finetune@tiny-MRPC", t1))
     assert "finetune@tiny-MRPC" in _run(["dvc", "status"], repo)
     _run(["dvc", "repro"], repo)
     assert _results(repo) == before
