@@ -285,7 +285,7 @@ def test_superlm_job_builds_trains_reports_and_saves(tmp_path):
     cfg = TrainConfig(max_steps=20, lr=2e-3, batch_size=8, dropout=0.0, calibration_blocks=8, eval_blocks=16)
     job = SuperLMJob.build(cfg, str(tmp_path / "teacher"), tiny_subspace(), corpus, {"data": "test"})
     assert job.order is not None and set(job.probes) == {"largest", "middle", "smallest"}
-    assert not job.dist.master or job.dist.world == 1
+    assert job.dist.world == 1 and job.dist.master and job.device == torch.device("cpu")
     heldout_loss = job.heldout_report()
     before = heldout_loss()
     result = job.train(tmp_path / "ckpt")

@@ -13,10 +13,10 @@ one GPU that way. This runner
    would be by `dvc repro`).
 
 The matched stages must not depend on each other (checked). Every job keeps its own DVC outputs and its own MLflow
-run (the stage scripts do that themselves); its output goes to ``.dvc/tmp/stage_pool/<stage>.log``. A job that fails is reported with its log's last lines and left
-uncommitted; the others go on, and the runner exits 1. SIGTERM or Ctrl-C stops the running jobs and commits
-nothing more. Afterwards `dvc repro` finds the jobs up to date and runs
-what comes downstream (the report). Stages must write their outputs themselves (DVC does not clear them first
+run (the stage scripts do that themselves); its output goes to ``.dvc/tmp/stage_pool/<stage>.log``. A job that
+fails is reported with its log's last lines and left uncommitted; the others go on, and the runner exits 1.
+SIGTERM or Ctrl-C stops the running jobs and commits nothing more. Afterwards `dvc repro` finds the jobs up to
+date and runs what comes downstream (the report). Stages must write their outputs themselves (DVC does not clear them first
 here), as every stage of this project does, atomically.
 """
 
