@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
             png = Path(tmpdir) / f"superlm_{args.subspace}.png"
             loss_curve_png(result.history, png, args.subspace, f"relation {cfg.loss}")
             mlflow.log_artifact(str(png))
-    clear_checkpoints(ckpt_dir)  # finished: the model is the output now
+    clear_checkpoints(result.checkpoint_dir)  # finished: the model is the output now
     print(json.dumps({"heldout_loss_before": before, "heldout_loss_after": after,
                       "tokens_per_second": metrics["tokens_per_second"]}))
 

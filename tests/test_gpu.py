@@ -1,5 +1,6 @@
-"""GPU smoke tests (``python -m pytest -m gpu``; skipped without CUDA): a SuperLM training step under bf16 autocast
-against the same step in fp32, and an exported student on CUDA against its slice."""
+"""GPU smoke tests (``python -m pytest -m gpu``; skipped without CUDA): a SuperLM training step, the held-out scoring
+of the probes and the search, and fine-tuning, each under the stages' bf16 autocast against the same in fp32; an
+exported student on CUDA against its slice."""
 
 from __future__ import annotations
 
@@ -53,5 +54,34 @@ def test_exported_student_on_cuda_equals_its_slice():
         out = student(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
     ref = superlm_hidden(superlm, arch, ids, mask, types)
     assert out.device.type == "cuda"
-    # TF32 may be on for CUDA matmuls: a looser bound than the CPU test's 1e-5
+    # TF32 is on for CUDA matmuls once any stage code set up its mixed precision: a looser bound than the CPU's 1e-5
     assert (out - ref)[mask.bool()].abs().max().item() <= 1e-3
+
+
+# the search ranks candidates by held-out loss: bf16 projections move each candidate's loss by well under 5 %
+SCORING_RTOL = 5e-2
+
+
+def test_heldout_scoring_under_bf16_matches_fp32(monkeypatch):
+    """The probes' held-out loss and the search's scores (HeldOut) in the stages' bf16 against fp32 on CUDA."""
+    import contextlib
+
+    from autodistil import distill
+    from autodistil.distill import HeldOut
+
+    teacher = tiny_teacher().cuda()
+    superlm = tiny_superlm(teacher, tiny_subspace()).cuda()
+    spec = DistillSpec(relation_heads=teacher.config.num_attention_heads)
+    blocks = np.random.default_rng(1).integers(1, VOCAB, (32, 16))
+    archs = [Arch(2, 2, 32, 48, 16), Arch(1, 2, 32, 48, 16), Arch(3, 4, 64, 96, 16)]
+    mixed = [HeldOut(teacher, blocks, spec, 8, "cuda").losses(superlm, a) for a in archs]
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    monkeypatch.setattr(distill, "mixed_precision", lambda device: contextlib.nullcontext())
+    try:
+        exact = [HeldOut(teacher, blocks, spec, 8, "cuda").losses(superlm, a) for a in archs]
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    for m, e in zip(mixed, exact):
+        assert m["relation"] == pytest.approx(e["relation"], rel=SCORING_RTOL, abs=1e-4)
+        assert m["hidden"] == pytest.approx(e["hidden"], rel=SCORING_RTOL, abs=1e-4)

@@ -124,3 +124,21 @@ def test_relation_loss_is_fp32_under_bf16_autocast():
         assert (torch.randn(4, 4) @ torch.randn(4, 4)).dtype == torch.bfloat16  # autocast is on
         under = relation_loss(student, teacher, mask, 4)
     assert under.dtype == torch.float32 and under.item() == pytest.approx(exact.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+def test_unpadded_blocks_need_no_mask(kind):
+    """Corpus blocks pass no mask (no masking work, no look at the mask's values): the same loss and gradient
+    as with a mask of ones."""
+    from autodistil.relations import teacher_relations
+
+    g = torch.Generator().manual_seed(5)
+    student = [torch.randn(2, 10, 24, generator=g, requires_grad=True) for _ in range(3)]
+    teacher = [torch.randn(2, 10, 48, generator=g) for _ in range(3)]
+    ones = torch.ones(2, 10, dtype=torch.long)
+    masked = relation_loss(student, teacher, ones, 4, kind, teacher_relations(teacher, ones, 4, kind))
+    grads = torch.autograd.grad(masked, student)
+    unmasked = relation_loss(student, teacher, None, 4, kind, teacher_relations(teacher, None, 4, kind))
+    assert unmasked.item() == pytest.approx(masked.item(), rel=1e-6)
+    for a, b in zip(torch.autograd.grad(unmasked, student), grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-8)

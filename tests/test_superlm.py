@@ -166,3 +166,17 @@ def test_a_teacher_that_is_not_bert_like_is_rejected(teacher):
     del broken.encoder.layer[3].attention.self.query
     with pytest.raises(ValueError, match="not a BERT-like encoder.*query"):
         SuperLM.from_teacher(broken, superlm.config)
+
+
+def test_an_unpadded_batch_runs_without_a_mask_and_equals_the_masked_path(teacher):
+    """Students run SDPA with no mask on corpus blocks (its fused kernels): the same projections and outputs
+    as with a mask of ones."""
+    superlm = tiny_superlm(teacher, tiny_subspace()).eval()
+    ids = torch.randint(5, 100, (3, 12), generator=torch.Generator().manual_seed(2))
+    for arch in (Arch(3, 4, 64, 96, 16), Arch(1, 2, 32, 48, 16)):
+        masked = superlm(ids, torch.ones_like(ids), arch=arch, distill_layer=-1, distill_hidden=True)
+        unmasked = superlm(ids, None, arch=arch, distill_layer=-1, distill_hidden=True)
+        assert (masked.last_hidden_state - unmasked.last_hidden_state).abs().max().item() <= TOL
+        assert (masked.hidden - unmasked.hidden).abs().max().item() <= TOL
+        for a, b in zip(masked.qkv, unmasked.qkv):
+            assert (a - b).abs().max().item() <= TOL

@@ -1,3 +1,4 @@
+import json
 import os
 import socket
 
@@ -10,29 +11,14 @@ from autodistil.distill import HeldOut
 from autodistil.io import InputError
 from autodistil.space import SubSpace, TeacherDims
 from autodistil.checkpoint import clear_checkpoints, load_checkpoint
-from autodistil.sampling import SubnetSampler, global_batch_rows
+from autodistil.sampling import DataOrder, SubnetSampler
 from autodistil.train import Dist, TrainConfig, make_optimizer, probe_candidates, train_superlm
-from tiny import VOCAB, tiny_subspace, tiny_superlm, tiny_teacher
+from tiny import (VOCAB, StopTraining, stop_after_checkpoints, tiny_subspace, tiny_superlm, tiny_teacher, training_blocks,
+                  training_setup)
 
 
-def _blocks(n=48, seq_len=16, seed=0):
-    rng = np.random.default_rng(seed)
-    blocks = rng.integers(5, VOCAB, size=(n, seq_len)).astype(np.uint16)
-    blocks[:, 0], blocks[:, -1] = 2, 3  # [CLS] ... [SEP]
-    return blocks
-
-
-def _setup(dropout=0.0, **cfg):
-    teacher = tiny_teacher()
-    # every candidate is smaller than the teacher, so even the largest starts with a positive loss
-    sub = SubSpace.from_dict("s", {"layers": [1, 2, 3], "heads": [2, 3], "hidden": [32, 48], "mlp_ratio": [1.5, 2]})
-    dims = TeacherDims.from_config(teacher.config)
-    superlm = tiny_superlm(teacher, sub, hidden_dropout=dropout, attention_dropout=dropout)
-    cands = sub.candidates(dims)
-    sampler = SubnetSampler(cands, sub.largest(dims), sub.smallest(dims), "sandwich", 2, seed=0)
-    config = TrainConfig(**{"max_steps": 6, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 2, "log_every": 1,
-                            "dropout": dropout, **cfg})
-    return teacher, superlm, sampler, config
+_blocks = training_blocks
+_setup = training_setup
 
 
 def test_superlm_from_teacher_permutes_by_importance_and_checks_the_layers():
@@ -71,10 +57,31 @@ def test_sandwich_draw_is_a_function_of_the_step():
     assert len(uniform(0)) == 3 and uniform(0) == uniform(0)
 
 
+def _reference_rows(step: int, batch_size: int, n_blocks: int, seed: int) -> np.ndarray:
+    """The data order as first built (a whole permutation per step): the cached one must read the same."""
+    start, rows = step * batch_size, []
+    while len(rows) < batch_size:
+        epoch, offset = divmod(start + len(rows), n_blocks)
+        perm = np.random.default_rng([seed, epoch]).permutation(n_blocks)
+        rows.extend(perm[offset: offset + batch_size - len(rows)].tolist())
+    return np.asarray(rows)
+
+
 def test_data_order_covers_every_block_once_per_epoch():
-    rows = np.concatenate([global_batch_rows(s, 5, 20, seed=1) for s in range(4)])
+    order = DataOrder(20, 5, seed=1)
+    rows = np.concatenate([order.rows(s) for s in range(4)])
     assert sorted(rows.tolist()) == list(range(20))
-    assert not np.array_equal(global_batch_rows(0, 5, 20, 1), global_batch_rows(4, 5, 20, 1))  # new epoch order
+    assert not np.array_equal(order.rows(0), order.rows(4))  # new epoch order
+
+
+@pytest.mark.parametrize("n_blocks,batch_size", [(23, 5), (20, 5), (7, 16), (1000, 64)])
+def test_cached_data_order_equals_the_per_step_permutation(n_blocks, batch_size):
+    """Batches that straddle epochs, several epochs in one batch, steps out of order (a resume): the same rows
+    as the per-step permutation the default run was trained on, so its students do not change."""
+    order = DataOrder(n_blocks, batch_size, seed=3)
+    for step in [0, 1, 2, 9, 3, 40, 41, 5, 0]:
+        assert np.array_equal(order.rows(step), _reference_rows(step, batch_size, n_blocks, 3)), step
+    assert len(order._cache) <= 2  # only the epochs in use are kept
 
 
 def test_throughput_counts_the_flops_a_step_computes(monkeypatch):
@@ -140,7 +147,8 @@ def test_hidden_state_term_is_trained_when_weighted(tmp_path):
 
 
 def _straight_and_interrupted(tmp_path, at_step: int):
-    """An uninterrupted run (dropout on: resuming must restore the RNG too) and one stopped at ``at_step``."""
+    """An uninterrupted run (dropout on: a resumed step must draw the same masks) and one stopped at
+    ``at_step``."""
     teacher, straight, sampler, cfg = _setup(dropout=0.1)
     train_superlm(straight, teacher, _blocks(), sampler, cfg, tmp_path / "a", progress=False)
 
@@ -154,9 +162,15 @@ def _straight_and_interrupted(tmp_path, at_step: int):
     return teacher, straight, sampler, cfg
 
 
+def _run_folder(directory):
+    """The one configuration folder under a checkpoint directory."""
+    (folder,) = {p.parent for p in directory.glob("*/*.pt")}
+    return folder
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     teacher, straight, sampler, cfg = _straight_and_interrupted(tmp_path, at_step=3)
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 2  # a checkpoint every 2 steps
+    assert torch.load(_run_folder(tmp_path / "b") / "last.pt", weights_only=False)["step"] == 2  # every 2 steps
     torch.manual_seed(1234)  # a fresh process: nothing left of the interrupted run's RNG
     _, resumed, _, _ = _setup(dropout=0.1)
     result = train_superlm(resumed, teacher, _blocks(), sampler, cfg, tmp_path / "b", progress=False)
@@ -167,7 +181,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, capsys):
     teacher, straight, sampler, cfg = _straight_and_interrupted(tmp_path, at_step=5)
-    last, previous = tmp_path / "b" / "last.pt", tmp_path / "b" / "previous.pt"
+    last, previous = _run_folder(tmp_path / "b") / "last.pt", _run_folder(tmp_path / "b") / "previous.pt"
     assert torch.load(last, weights_only=False)["step"] == 4 and torch.load(previous, weights_only=False)["step"] == 2
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated, as by a full disk
     _, resumed, _, _ = _setup(dropout=0.1)
@@ -180,10 +194,10 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
 
     for path in (last, previous):  # both unreadable: from scratch, with a warning
         path.write_bytes(b"not a checkpoint")
-    assert load_checkpoint(tmp_path / "b", {"any": 1}) is None
+    assert load_checkpoint(last.parent, {"any": 1}) is None
     assert "starting afresh" in capsys.readouterr().err
-    clear_checkpoints(tmp_path / "b")
-    assert not last.exists() and not previous.exists()
+    clear_checkpoints(last.parent)
+    assert not last.parent.exists()
 
 
 def test_micro_batches_accumulate_to_the_same_step(tmp_path):
@@ -194,16 +208,6 @@ def test_micro_batches_accumulate_to_the_same_step(tmp_path):
                   tmp_path / "b", progress=False)
     worst = max((a - b).abs().max().item() for a, b in zip(whole.state_dict().values(), split.state_dict().values()))
     assert worst < 1e-5, worst
-
-
-def test_a_checkpoint_of_another_configuration_is_ignored(tmp_path):
-    teacher, superlm, sampler, cfg = _setup()
-    train_superlm(superlm, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "max_steps": 2}), tmp_path,
-                  progress=False)
-    _, other, _, _ = _setup()
-    result = train_superlm(other, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "max_steps": 2,
-                                                                             "lr": 5e-4}), tmp_path, progress=False)
-    assert result.resumed_from == 0 and result.steps == 2
 
 
 def test_bad_training_params_are_clear_errors():
@@ -238,19 +242,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, out_dir):
+def _ddp_worker(rank, world, port, out_dir, stop_after=None):
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    if stop_after:
+        stop_after_checkpoints(stop_after)
     try:
         teacher, superlm, sampler, cfg = _setup()
-        train_superlm(superlm, teacher, _blocks(), sampler, cfg, out_dir, d=Dist(rank, world, rank), progress=False)
+        train_superlm(superlm, teacher, _blocks(), sampler, cfg, out_dir / "ckpt", d=Dist(rank, world, rank),
+                      progress=False)
         if rank == 0:
             torch.save(superlm.state_dict(), out_dir / "ddp.pt")
+    except StopTraining:
+        pass
     finally:
         dist.destroy_process_group()
+
+
+def _worst(a: dict, b: dict) -> float:
+    return max((v - b[k]).abs().max().item() for k, v in a.items())
 
 
 def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
@@ -262,11 +275,90 @@ def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
 
     mp.spawn(_ddp_worker, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
     ddp = torch.load(tmp_path / "ddp.pt")
-    worst = max((a - ddp[k]).abs().max().item() for k, a in single.state_dict().items())
-    assert worst < 1e-5, worst
-    moved = max((a - b).abs().max().item() for a, b in zip(single.state_dict().values(),
-                                                           _setup()[1].state_dict().values()))
-    assert moved > 1e-3  # the runs did train
+    assert _worst(single.state_dict(), ddp) < 1e-5
+    assert _worst(single.state_dict(), _setup()[1].state_dict()) > 1e-3  # the runs did train
+
+
+# Resumed runs on other hardware end within this of the uninterrupted run: the same data, sub-networks and
+# updates, with float sums in another order (gradients summed over 2 ranks or 4 micro-batches instead of one)
+HARDWARE_TOL = 1e-5
+
+
+def test_a_two_rank_run_resumes_on_one_rank_with_another_micro_batch_size(tmp_path):
+    teacher, single, sampler, cfg = _setup()  # no dropout: masks are drawn per rank
+    train_superlm(single, teacher, _blocks(), sampler, cfg, tmp_path / "single", progress=False)
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), tmp_path, 1), nprocs=2, join=True)  # killed after step 2's save
+    assert not (tmp_path / "ddp.pt").exists()
+    assert torch.load(_run_folder(tmp_path / "ckpt") / "last.pt", weights_only=False)["step"] == 2
+
+    _, resumed, _, _ = _setup()
+    result = train_superlm(resumed, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "micro_batch_size": 1}),
+                           tmp_path / "ckpt", progress=False)
+    assert result.resumed_from == 2 and result.steps == 6
+    assert _worst(single.state_dict(), resumed.state_dict()) < HARDWARE_TOL
+
+
+def test_two_launchers_train_together_and_resume_without_a_shared_checkpoint_folder(tmp_path):
+    """`python -m autodistil.launch` on two "nodes" of localhost (static rendezvous at node 0's endpoint), each
+    with its own checkpoint folder: interrupted after the first checkpoint, then restarted, they resume from node
+    0's checkpoint (node 1's folder stays empty) and end with the weights of a one-process run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    teacher, single, sampler, cfg = _setup()
+    train_superlm(single, teacher, _blocks(), sampler, cfg, tmp_path / "single", progress=False)
+    (tmp_path / "params.yaml").write_text(f"launch: {{nproc_per_node: 1, nnodes: 2, node_rank: 0, "
+                                          f"rdzv_endpoint: '127.0.0.1:{_free_port()}'}}\n")
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+
+    def run_nodes(*extra: str) -> list[int]:
+        procs = []
+        for node in (0, 1):
+            (tmp_path / f"node{node}").mkdir(exist_ok=True)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "autodistil.launch", "--params", str(tmp_path / "params.yaml"), "--node-rank",
+                 str(node), str(tests / "ddp_node.py"), "--checkpoints", str(tmp_path / f"node{node}" / "ckpt"),
+                 "--out", str(tmp_path / f"node{node}"), *extra], env=env, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True))
+        codes = [p.wait(timeout=240) for p in procs]
+        return codes
+
+    assert run_nodes("--stop-after-checkpoints", "1") != [0, 0]  # both stopped after step 2's checkpoint
+    assert torch.load(_run_folder(tmp_path / "node0" / "ckpt") / "last.pt", weights_only=False)["step"] == 2
+    assert not any((tmp_path / "node1").rglob("*.pt"))
+    assert run_nodes() == [0, 0]
+    assert not any((tmp_path / "node1").rglob("*.pt"))  # node 1 read and wrote no checkpoint
+    assert json.loads((tmp_path / "node0" / "result.json").read_text()) == {"resumed_from": 2, "world": 2}
+    assert _worst(single.state_dict(), torch.load(tmp_path / "node0" / "weights.pt")) < HARDWARE_TOL
+
+
+def test_a_changed_weight_param_never_overwrites_the_old_checkpoint(tmp_path, capsys):
+    """A run with another learning rate checkpoints beside the old run (a folder per configuration); going back
+    to the old settings resumes the old run. Settings that do not change the weights share the checkpoint."""
+    teacher, first, sampler, cfg = _setup()
+
+    def interrupt(record, step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_superlm(first, teacher, _blocks(), sampler, cfg, tmp_path, log=interrupt, progress=False)
+    old = _run_folder(tmp_path)
+    _, other, _, _ = _setup()
+    result = train_superlm(other, teacher, _blocks(), sampler, TrainConfig(**{**cfg.__dict__, "lr": 5e-4}), tmp_path,
+                           progress=False)
+    assert result.resumed_from == 0 and result.steps == 6 and result.checkpoint_dir != old
+    assert "also holds checkpoints of 1 other configuration" in capsys.readouterr().err
+    assert torch.load(old / "last.pt", weights_only=False)["step"] == 2  # untouched
+    _, again, _, _ = _setup()
+    result = train_superlm(again, teacher, _blocks(), sampler,
+                           TrainConfig(**{**cfg.__dict__, "micro_batch_size": 2, "log_every": 3, "device": "cpu"}),
+                           tmp_path, progress=False)
+    assert result.resumed_from == 2 and result.checkpoint_dir == old
 
 
 def test_superlm_job_builds_trains_reports_and_saves(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from transformers import BertConfig, BertModel
 
@@ -59,3 +60,47 @@ def tiny_tokenizer(folder):
     tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))  # transformers 5: vocab=, not vocab_file=
     tokenizer.save_pretrained(folder)
     return tokenizer
+
+
+def training_blocks(n: int = 48, seq_len: int = 16, seed: int = 0) -> np.ndarray:
+    """Random full corpus blocks, [CLS] ... [SEP]."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(5, VOCAB, size=(n, seq_len)).astype(np.uint16)
+    blocks[:, 0], blocks[:, -1] = 2, 3
+    return blocks
+
+
+def training_setup(dropout: float = 0.0, **cfg):
+    """(teacher, SuperLM, sandwich sampler, TrainConfig) of a 6-step run, a checkpoint every 2 steps."""
+    from autodistil.sampling import SubnetSampler
+    from autodistil.train import TrainConfig
+
+    teacher = tiny_teacher()
+    # every candidate is smaller than the teacher, so even the largest starts with a positive loss
+    sub = SubSpace.from_dict("s", {"layers": [1, 2, 3], "heads": [2, 3], "hidden": [32, 48], "mlp_ratio": [1.5, 2]})
+    dims = TeacherDims.from_config(teacher.config)
+    superlm = tiny_superlm(teacher, sub, hidden_dropout=dropout, attention_dropout=dropout)
+    sampler = SubnetSampler(sub.candidates(dims), sub.largest(dims), sub.smallest(dims), "sandwich", 2, seed=0)
+    config = TrainConfig(**{"max_steps": 6, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 2, "log_every": 1,
+                            "dropout": dropout, **cfg})
+    return teacher, superlm, sampler, config
+
+
+class StopTraining(Exception):
+    """Raised by :func:`stop_after_checkpoints` on every rank at once."""
+
+
+def stop_after_checkpoints(n: int) -> None:
+    """Interrupt training on every rank right after its ``n``-th checkpoint: the barrier that follows a checkpoint
+    under DDP is patched to raise once passed (a kill, without the race of a signal)."""
+    import torch.distributed as dist
+
+    real, seen = dist.barrier, [0]
+
+    def barrier(*args, **kwargs):
+        real(*args, **kwargs)
+        seen[0] += 1
+        if seen[0] == n:
+            raise StopTraining
+
+    dist.barrier = barrier

@@ -1,24 +1,38 @@
-"""SuperLM training checkpoints: written atomically, the one before kept, unreadable ones skipped.
+"""SuperLM training checkpoints: one folder per run configuration, written atomically, the one before kept,
+unreadable ones skipped.
 
-A checkpoint holds everything a step depends on beyond its number (weights, optimiser, scheduler, RNG states,
-the logged history) and the run's configuration, so that a resumed run ends where an uninterrupted one would,
-and a checkpoint of another configuration is never resumed.
+A checkpoint holds everything a step depends on beyond its number (weights, optimiser, scheduler, the logged
+history; data order, sub-networks and dropout are functions of the step) and the run's configuration. Each
+configuration has its own folder (a hash of it), so a run with changed settings starts afresh beside the old
+checkpoint instead of overwriting it, and changing the settings back resumes the old run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import random
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .io import atomic_path
 
 CHECKPOINT = "last.pt"
 PREVIOUS = "previous.pt"  # the one before: what a resume falls back on when the last is unreadable
+
+
+def run_folder(directory: Path, config: dict) -> Path:
+    """The checkpoint folder of one run configuration under ``directory`` (named by a hash of it). Folders of
+    other configurations are left alone, and named, so that nothing is lost silently."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(directory) / digest
+    others = sorted({p.parent.name for p in Path(directory).glob(f"*/{CHECKPOINT}")} - {digest})
+    if others:
+        print(f"superlm: {directory} also holds checkpoints of {len(others)} other configuration(s) "
+              f"({', '.join(others)}); kept: this run uses {folder}", file=sys.stderr)
+    return folder
 
 
 def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, history: list, config: dict) -> None:
@@ -28,8 +42,6 @@ def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, his
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         "history": history,
         "config": config,
     }
@@ -52,7 +64,7 @@ def load_checkpoint(directory: Path, config: dict) -> dict | None:
             continue
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
-            missing = [k for k in ("step", "model", "optimizer", "scheduler", "rng", "history") if k not in state]
+            missing = [k for k in ("step", "model", "optimizer", "scheduler", "history") if k not in state]
             if missing:
                 raise ValueError(f"no {', '.join(missing)}")
         except Exception as e:  # noqa: BLE001 - any unreadable file is skipped, never trusted
@@ -73,16 +85,10 @@ def load_checkpoint(directory: Path, config: dict) -> dict | None:
 
 def clear_checkpoints(directory: Path) -> None:
     """A finished run's checkpoints go: the trained model is the output now (with any temporary file that a
-    worker killed in the middle of a save left behind)."""
+    worker killed in the middle of a save left behind, and the run's folder once empty)."""
     for name in (CHECKPOINT, PREVIOUS):
         (directory / name).unlink(missing_ok=True)
     for stale in directory.glob(f".{CHECKPOINT}.tmp-*"):
         stale.unlink(missing_ok=True)
-
-
-def restore_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()

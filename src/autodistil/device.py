@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -14,3 +16,14 @@ def resolve_device(setting: str) -> str:
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return setting
+
+
+def mixed_precision(device) -> contextlib.AbstractContextManager:
+    """The precision every GPU stage runs in: bf16 autocast on CUDA, with TF32 for the matmuls that autocast
+    leaves in fp32 (losses, softmaxes and metrics are computed in fp32 by their callers). On the CPU nothing
+    changes, so CPU results stay bit-identical."""
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext()
+    torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls
+    torch.backends.cudnn.allow_tf32 = True
+    return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .device import mixed_precision
 from .io import InputError, number
 from .relations import LOSSES, relation_loss, teacher_relations
 from .space import Arch
@@ -64,16 +65,21 @@ class DistillSpec:
         return cls(relation_heads=relation_heads, **values)
 
 
-def blocks_to_batch(blocks: np.ndarray, device) -> dict[str, torch.Tensor]:
-    """Full corpus blocks (no padding) -> model inputs."""
-    ids = torch.as_tensor(np.asarray(blocks, dtype=np.int64), device=device)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+def blocks_to_batch(blocks: np.ndarray, device) -> dict[str, torch.Tensor | None]:
+    """Full corpus blocks -> model inputs. No attention mask: the blocks are never padded, so the teacher and
+    the students run attention unmasked (SDPA's fused kernels) and the losses skip all masking work."""
+    ids = torch.from_numpy(np.asarray(blocks, dtype=np.int64))
+    if torch.device(device).type == "cuda":  # pinned memory: the copy does not stall the host
+        ids = ids.pin_memory().to(device, non_blocking=True)
+    return {"input_ids": ids.to(device), "attention_mask": None}
 
 
-def hidden_loss(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over real tokens between the student's hidden state and the teacher's leading
-    channels (fp32)."""
+def hidden_loss(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error over real tokens (all of them when ``attention_mask`` is None) between the student's
+    hidden state and the teacher's leading channels (fp32)."""
     diff = (student.float() - teacher[..., : student.shape[-1]].float()).pow(2).mean(-1)  # [B, T]
+    if attention_mask is None:
+        return diff.mean()
     real = attention_mask.bool()
     return torch.where(real, diff, 0.0).sum() / real.sum()
 
@@ -120,10 +126,11 @@ class HeldOut:
 
     def __init__(self, teacher: nn.Module, blocks: np.ndarray, spec: DistillSpec, batch_size: int = 32,
                  device="cpu"):
-        self.spec = spec
+        self.spec, self.device = spec, torch.device(device)
         self.batches = [blocks_to_batch(blocks[i:i + batch_size], device) for i in range(0, len(blocks), batch_size)]
-        self.targets = [teacher_targets(teacher, b["input_ids"], b["attention_mask"], spec.teacher_layer, hidden=True)
-                        for b in self.batches]
+        with mixed_precision(self.device):  # bf16 on CUDA; the relations below are fp32 whatever the inputs
+            self.targets = [teacher_targets(teacher, b["input_ids"], b["attention_mask"], spec.teacher_layer,
+                                            hidden=True) for b in self.batches]
         # the teacher's side of the relation loss, once per block rather than once per candidate
         self.relations = [teacher_relations(t.qkv, b["attention_mask"], spec.relation_heads, spec.loss)
                           for t, b in zip(self.targets, self.batches)]
@@ -131,17 +138,20 @@ class HeldOut:
 
     @torch.no_grad()
     def losses(self, superlm: SuperLM, arch: Arch) -> dict[str, float]:
-        """Mean of every criterion of ``arch`` over the held-out blocks, in eval mode (dropout off)."""
+        """Mean of every criterion of ``arch`` over the held-out blocks, in eval mode (dropout off); one host sync
+        per candidate, at the end."""
         was_training = superlm.training
         superlm.eval()
         totals = {"relation": 0.0, "hidden": 0.0}
         try:
-            for b, t, rel, n in zip(self.batches, self.targets, self.relations, self.sizes):
-                for key, v in student_losses(superlm, arch, b, t, self.spec, hidden=True, teacher_rel=rel).items():
-                    totals[key] += v.item() * n
+            with mixed_precision(self.device):
+                for b, t, rel, n in zip(self.batches, self.targets, self.relations, self.sizes):
+                    terms = student_losses(superlm, arch, b, t, self.spec, hidden=True, teacher_rel=rel)
+                    for key, v in terms.items():
+                        totals[key] = totals[key] + v.double() * n  # float64, as Python floats were
         finally:
             superlm.train(was_training)
-        out = {k: v / sum(self.sizes) for k, v in totals.items()}
+        out = {k: float(v) / sum(self.sizes) for k, v in totals.items()}
         out["distill"] = out["relation"] + self.spec.hidden_weight * out["hidden"]
         return out
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import DEVICES, resolve_device
+from .device import DEVICES, mixed_precision, resolve_device
 from .io import InputError, number
 
 REPORTED_EPOCHS = ("best", "last")
+LOSS_READ_EVERY = 50  # training steps between reads of their losses (one device-to-host sync each)
 
 
 @dataclass(frozen=True)
@@ -189,10 +190,25 @@ def evaluate(clf, dataset, spec, batch_size: int = 64, device="cpu") -> dict[str
         rows = [dataset[j] for j in order[i:i + batch_size]]
         batch = _collate(rows, pad, spec.is_regression)
         labels = batch.pop("labels")
-        logits = clf(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+        with mixed_precision(device):  # bf16 on CUDA; the metrics from fp32 logits
+            logits = clf(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
         preds.append(logits[:, 0] if spec.is_regression else logits.argmax(-1))
         gold.append(labels)
     return compute_metrics(spec, torch.cat(preds).numpy(), torch.cat(gold).numpy())
+
+
+def _read_losses(pending: list, log, bar, epoch: int) -> list[float]:
+    """The pending steps' losses, read from the device at once, logged with their own step numbers; empties
+    ``pending``."""
+    if not pending:
+        return []
+    values = torch.stack([loss for _, _, loss in pending]).tolist()
+    for (step, lr, _), value in zip(pending, values):
+        if log is not None:
+            log({"train_loss": value, "lr": lr}, step)
+    bar.set_postfix(loss=f"{values[-1]:.3f}", epoch=epoch + 1)
+    pending.clear()
+    return values
 
 
 def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, random_init: bool = False,
@@ -245,22 +261,23 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
         else:
             order = rng.permutation(len(train))
             batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        losses = []
+        losses, pending = [], []  # per-step losses stay on the device until read in one sync (LOSS_READ_EVERY)
         for rows in batches:
             if step >= total:
                 break
             batch = _collate([train[int(j)] for j in rows], pad, spec.is_regression)
-            loss = clf(**{k: v.to(device) for k, v in batch.items()}).loss
+            with mixed_precision(device):  # bf16 on CUDA (the loss itself is fp32 under autocast)
+                loss = clf(**{k: v.to(device) for k, v in batch.items()}).loss
             loss.backward()
             opt.step()
             sched.step()
+            pending.append((step + 1, sched.get_last_lr()[0], loss.detach()))
             opt.zero_grad(set_to_none=True)
             step += 1
-            losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=epoch + 1)
-            if log is not None:
-                log({"train_loss": losses[-1], "lr": sched.get_last_lr()[0]}, step)
+            if len(pending) == LOSS_READ_EVERY:
+                losses += _read_losses(pending, log, bar, epoch)
+        losses += _read_losses(pending, log, bar, epoch)
         record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None}
         for split in spec.dev_splits:
             record[split] = evaluate(clf, ds[split], spec, cfg.eval_batch_size, device)

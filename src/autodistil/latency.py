@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .device import DEVICES, resolve_device
+from .device import DEVICES, mixed_precision, resolve_device
 from .io import InputError
 
 
@@ -59,15 +59,16 @@ def measure_latency(model: nn.Module, cfg: LatencyConfig = LatencyConfig(), voca
     mask = torch.ones_like(ids)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     try:
-        for _ in range(cfg.warmup):
-            model(input_ids=ids, attention_mask=mask)
-        sync()
-        times = []
-        for _ in range(cfg.repeats):
-            t0 = time.perf_counter()
-            model(input_ids=ids, attention_mask=mask)
+        with mixed_precision(device):  # bf16 on CUDA, as the stages run the model there
+            for _ in range(cfg.warmup):
+                model(input_ids=ids, attention_mask=mask)
             sync()
-            times.append((time.perf_counter() - t0) * 1e3)
+            times = []
+            for _ in range(cfg.repeats):
+                t0 = time.perf_counter()
+                model(input_ids=ids, attention_mask=mask)
+                sync()
+                times.append((time.perf_counter() - t0) * 1e3)
     finally:
         model.to(home).train(was_training)
     return {

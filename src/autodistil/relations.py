@@ -10,7 +10,8 @@ X_a X_a^T / sqrt(d_r). Two losses compare student and teacher relations:
   summed over Q, K, V.
 
 Padding never counts: padded keys are masked before the softmax and padded query rows are excluded, so
-adding padding to a batch leaves the loss unchanged.
+adding padding to a batch leaves the loss unchanged. ``attention_mask=None`` means full, unpadded blocks (the
+corpus): no masking work at all, and no look at the mask's values (which would be a device-to-host sync on a GPU).
 """
 
 from __future__ import annotations
@@ -42,77 +43,81 @@ def relation_scores(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x @ x.transpose(-1, -2) / math.sqrt(d)
 
 
-def _log_probs(scores: torch.Tensor, keys: torch.Tensor, padded: bool = True) -> torch.Tensor:
-    if padded:  # full blocks (the corpus) have no padded key to mask
+def _log_probs(scores: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
+    if keys is not None:  # full blocks (the corpus) have no padded key to mask
         scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
     return F.log_softmax(scores, dim=-1)
 
 
-def _teacher_kl_side(scores: torch.Tensor, keys: torch.Tensor, padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _teacher_kl_side(scores: torch.Tensor, keys: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(p_t, sum_k p_t log p_t): the teacher's probabilities (exactly 0 on padded keys) and negative entropy."""
-    log_p_t = _log_probs(scores, keys, padded)
+    log_p_t = _log_probs(scores, keys)
     p_t = log_p_t.exp()
-    if padded:
+    if keys is not None:
         p_t = p_t.masked_fill(~keys, 0.0)
         log_p_t = log_p_t.masked_fill(~keys, 0.0)
     return p_t, (p_t * log_p_t).sum(-1)
 
 
-def _kl(student: torch.Tensor, teacher: tuple[torch.Tensor, torch.Tensor], keys: torch.Tensor, rows: torch.Tensor,
-        padded: bool) -> torch.Tensor:
+def _kl(student: torch.Tensor, teacher: tuple[torch.Tensor, torch.Tensor], keys: torch.Tensor | None,
+        rows: torch.Tensor | None) -> torch.Tensor:
     # KL(t || s) per query row = sum_k p_t log p_t - sum_k p_t log p_s; the first term is the teacher's alone
     p_t, neg_entropy = teacher
-    kl = neg_entropy - (p_t * _log_probs(student, keys, padded)).sum(-1)  # [B, N_r, T]; p_t = 0 on padded keys
-    if padded:
-        kl = torch.where(rows, kl, 0.0)
-    return kl.sum() / (rows.sum() * student.shape[1])
+    kl = neg_entropy - (p_t * _log_probs(student, keys)).sum(-1)  # [B, N_r, T]; p_t = 0 on padded keys
+    if rows is None:  # unpadded: every query row counts
+        return kl.sum() / kl.numel()
+    return torch.where(rows, kl, 0.0).sum() / (rows.sum() * student.shape[1])
 
 
-def _mse(student: torch.Tensor, teacher: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor,
-         padded: bool) -> torch.Tensor:
+def _mse(student: torch.Tensor, teacher: torch.Tensor, keys: torch.Tensor | None,
+         rows: torch.Tensor | None) -> torch.Tensor:
+    sq = (student - teacher) ** 2
+    if rows is None:
+        return sq.sum() / sq.numel()
     pairs = keys & rows[..., None]  # [B, 1, T, T]
-    sq = torch.where(pairs, (student - teacher) ** 2, 0.0)
-    return sq.sum() / (pairs.sum() * student.shape[1])
+    return torch.where(pairs, sq, 0.0).sum() / (pairs.sum() * student.shape[1])
 
 
-def _masks(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _masks(attention_mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Keys [B, 1, 1, T] and query rows [B, 1, T] to count; both None for unpadded blocks."""
+    if attention_mask is None:
+        return None, None
     real = attention_mask.bool()
-    return real[:, None, None, :], real[:, None, :]  # keys [B, 1, 1, T], query rows [B, 1, T]
+    return real[:, None, None, :], real[:, None, :]
 
 
-def teacher_relations(teacher_qkv, attention_mask: torch.Tensor, n_heads: int, kind: str = "kl") -> list:
+def teacher_relations(teacher_qkv, attention_mask: torch.Tensor | None, n_heads: int, kind: str = "kl") -> list:
     """The teacher's side of :func:`relation_loss` for Q, K, V (for ``kl`` its probabilities and negative
     entropy per query row, for ``mse`` its scores), to compute once when many students are compared on the same
-    batch (the search)."""
+    batch (every training step, the search)."""
     keys, _ = _masks(attention_mask)
-    padded = not bool(attention_mask.all())
-    with torch.autocast(attention_mask.device.type, enabled=False):  # fp32 even under bf16 autocast
+    with torch.autocast(teacher_qkv[0].device.type, enabled=False):  # fp32 even under bf16 autocast
         rel = [relation_scores(t.float(), n_heads) for t in teacher_qkv]
-        return [_teacher_kl_side(r, keys, padded) for r in rel] if kind == "kl" else rel
+        return [_teacher_kl_side(r, keys) for r in rel] if kind == "kl" else rel
 
 
 def relation_loss(
     student_qkv,
     teacher_qkv,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     n_heads: int,
     kind: str = "kl",
     teacher_rel: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sum over Q, K, V of the relation loss between student and teacher projections.
 
-    ``attention_mask`` is [B, T] with 1 for real tokens. Computed in fp32 whatever the input dtype.
+    ``attention_mask`` is [B, T] with 1 for real tokens, or None for unpadded blocks. Computed in fp32 whatever
+    the input dtype.
     ``teacher_rel``: :func:`teacher_relations` of ``teacher_qkv``, when already computed.
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown relation loss {kind!r}; expected one of {LOSSES}")
     fn = _kl if kind == "kl" else _mse
     keys, rows = _masks(attention_mask)
-    padded = not bool(attention_mask.all())  # no padding (corpus blocks): no masking work at all
     if teacher_rel is None:
         teacher_rel = teacher_relations(teacher_qkv, attention_mask, n_heads, kind)
     total = 0.0
-    with torch.autocast(attention_mask.device.type, enabled=False):  # fp32 even under bf16 autocast
+    with torch.autocast(student_qkv[0].device.type, enabled=False):  # fp32 even under bf16 autocast
         for s, t in zip(student_qkv, teacher_rel):
-            total = total + fn(relation_scores(s.float(), n_heads), t, keys, rows, padded)
+            total = total + fn(relation_scores(s.float(), n_heads), t, keys, rows)
     return total

@@ -1,14 +1,18 @@
-"""Run DVC stages concurrently: the fine-tuning jobs across GPUs (or CPU cores), each with its own outputs.
+"""Run DVC stages concurrently: the fine-tuning jobs across GPUs (or CPU cores), longest first, each with its own outputs.
 
-    python -m autodistil.stage_pool 'finetune@*' [--workers N] [--gpus 0,1,2,3 | auto | none] [--force]
+    python -m autodistil.stage_pool 'finetune@*' [--gpus 0,1,2,3 | auto | none] [--jobs-per-gpu N] [--workers N]
+                                                  [--force] [--dry]
 
 `dvc repro` runs one stage at a time; the paper profile's 9 models x 8 tasks of fine-tuning would take days on
 one GPU that way. This runner
 
 1. brings the matched stages' upstream stages up to date with `dvc repro` (one process, as usual);
 2. asks `dvc status` which matched stages changed (``--force``: all of them), and runs each as its own process,
-   the stage's own command from dvc.yaml, at most N at once: on GPUs, spread over them (``CUDA_VISIBLE_DEVICES``,
-   one GPU per job); on CPU, each job with its share of the cores (``OMP_NUM_THREADS``);
+   the stage's own command from dvc.yaml, at most N at once (``--workers``; default: GPUs x ``--jobs-per-gpu``),
+   the longest first: ordered by an estimate of their work (:func:`estimate_work`: training examples x the
+   model's GFLOPs, read from the upstream stages' files; dvc.yaml order among equals and for stages without
+   figures). On GPUs each worker slot is pinned to one GPU, round-robin (``CUDA_VISIBLE_DEVICES``), so a GPU
+   runs at most ``--jobs-per-gpu`` jobs at once; on CPU each job gets its share of the cores (``OMP_NUM_THREADS``);
 3. records each job that succeeds with `dvc commit`, one commit at a time (DVC's run-cache is not filled, as it
    would be by `dvc repro`).
 
@@ -25,16 +29,19 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
-import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
@@ -44,6 +51,18 @@ class Job:
     stage: str  # DVC address, e.g. finetune@base-SST-2
     cmd: str
     wdir: str
+    deps: tuple[str, ...] = ()  # its dependencies as in dvc.yaml, relative to the repository root
+
+
+def _dep_paths(stage, root: Path) -> tuple[str, ...]:
+    paths = []
+    for dep in stage.deps:
+        path = Path(stage.wdir, str(dep.def_path))
+        try:
+            paths.append(path.resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:  # outside the repository (or not a path)
+            paths.append(str(dep.def_path))
+    return tuple(paths)
 
 
 def _dvc(*args: str, root: Path, capture: bool = False) -> subprocess.CompletedProcess:
@@ -68,7 +87,8 @@ def plan(root: Path, pattern: str) -> tuple[list[Job], list[str]]:
                 if a is not b and nx.has_path(graph, a, b):
                     raise SystemExit(f"error: {a.addressing} depends on {b.addressing}; the stages run at once must "
                                      f"be independent (narrow the pattern {pattern!r})")
-        jobs = [Job(s.addressing, s.cmd if isinstance(s.cmd, str) else " && ".join(s.cmd), s.wdir) for s in matched]
+        jobs = [Job(s.addressing, s.cmd if isinstance(s.cmd, str) else " && ".join(s.cmd), s.wdir, _dep_paths(s, root))
+                for s in matched]
         upstream = sorted({u.addressing for s in matched for u in graph.successors(s)} - {j.stage for j in jobs})
     return jobs, upstream
 
@@ -80,6 +100,120 @@ def changed(root: Path, jobs: list[Job]) -> list[Job]:
         raise SystemExit(f"error: dvc status failed: {res.stderr.strip()}")
     stale = json.loads(res.stdout or "{}")
     return [j for j in jobs if j.stage in stale]
+
+
+# ---- which job first: an estimate of each job's work
+
+MODELS_DIR = "models"  # models/<model>/autodistil.json: costs (teacher, students, random-<student> twins)
+GLUE_DIR = "data/glue"  # data/glue/<task>/task.json: splits.train.examples (what prepare_glue kept)
+GLUE_METRICS = "metrics/prepare_glue"  # metrics/prepare_glue/<task>.json: train.examples (the same, committed)
+RESULTS = "metrics/glue"  # metrics/glue/<model>/<task>.json: costs (an earlier fine-tuning of the model)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A job's work: training examples x the model's GFLOPs (a forward of one sequence; see :func:`estimate_work`)."""
+
+    examples: float | None  # as found (None: no figure)
+    gflops: float | None
+    work: float  # examples x GFLOPs, each missing figure replaced by the median of the other jobs'
+
+    def describe(self, fill_examples: float, fill_gflops: float) -> str:
+        if self.examples is None and self.gflops is None:
+            return "no figures"
+        ex = f"{self.examples:.0f}" if self.examples is not None else f"~{fill_examples:.0f}"
+        gf = f"{self.gflops:.3g}" if self.gflops is not None else f"~{fill_gflops:.3g}"
+        return f"{ex} examples x {gf} GFLOPs"
+
+
+def finetune_inputs(deps: Iterable[str]) -> tuple[str | None, str | None]:
+    """The model and the GLUE task a stage depends on (``models/<model>``, ``data/glue/<task>``), None if none."""
+    model = task = None
+    for dep in deps:
+        parts = PurePosixPath(dep).parts
+        if len(parts) == 2 and parts[0] == MODELS_DIR:
+            model = model or parts[1]
+        elif len(parts) == 3 and "/".join(parts[:2]) == GLUE_DIR:
+            task = task or parts[2]
+    return model, task
+
+
+def _figure(path: Path, *keys: str) -> float | None:
+    """The positive number at ``keys`` in the JSON file ``path``; None when the file or the number is missing."""
+    try:
+        value = json.loads(path.read_text())
+        for key in keys:
+            value = value[key]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
+
+
+def _gflops(path: Path) -> float | None:
+    return _figure(path, "costs", "gflops_exact") or _figure(path, "costs", "gflops_paper")
+
+
+def job_figures(root: Path, job: Job) -> tuple[float | None, float | None]:
+    """(training examples, model GFLOPs) of a fine-tuning job, from what its upstream stages wrote; None when missing.
+
+    Examples: the prepared task's ``task.json``, else ``metrics/prepare_glue/<task>.json``. GFLOPs (exact, else
+    paper convention): the model folder's ``autodistil.json``, else its student's (``random-<student>`` has the
+    student's architecture), else an earlier fine-tuning result ``metrics/glue/<model>/*.json``.
+    """
+    model, task = finetune_inputs(job.deps)
+    examples = gflops = None
+    if task is not None:
+        examples = (_figure(root / GLUE_DIR / task / "task.json", "splits", "train", "examples")
+                    or _figure(root / GLUE_METRICS / f"{task}.json", "train", "examples"))
+    if model is not None:
+        names = [model] + ([model.removeprefix("random-")] if model.startswith("random-") else [])
+        for name in names:
+            gflops = gflops or _gflops(root / MODELS_DIR / name / "autodistil.json")
+        for name in names:
+            if gflops is None:
+                gflops = next((g for f in sorted((root / RESULTS / name).glob("*.json")) if (g := _gflops(f))), None)
+    return examples, gflops
+
+
+def fill_value(figures: Iterable[float | None]) -> float:
+    """What stands for a missing figure: the median of the known ones (1, which changes no order, when none is)."""
+    known = [f for f in figures if f is not None]
+    return statistics.median(known) if known else 1.0
+
+
+def estimate_work(figures: list[tuple[float | None, float | None]]) -> list[Estimate]:
+    """Each job's work from its (training examples, model GFLOPs): their product.
+
+    A missing figure counts as the median of the other jobs' figures of its kind (neither first nor last); a
+    stage without either (not a fine-tuning job) thus gets a middling estimate, and when no job has a figure of
+    a kind, that kind changes no order. Epochs and seeds multiply every fine-tuning job alike and are left out.
+    """
+    fill_ex = fill_value(ex for ex, _ in figures)
+    fill_gf = fill_value(gf for _, gf in figures)
+    return [Estimate(ex, gf, (ex if ex is not None else fill_ex) * (gf if gf is not None else fill_gf))
+            for ex, gf in figures]
+
+
+def longest_first(jobs: list[Job], estimates: list[Estimate]) -> list[tuple[Job, Estimate]]:
+    """The jobs by decreasing estimated work; equals keep their order (dvc.yaml's)."""
+    order = sorted(range(len(jobs)), key=lambda i: -estimates[i].work)  # sorted() is stable
+    return [(jobs[i], estimates[i]) for i in order]
+
+
+def by_work(root: Path, jobs: list[Job]) -> list[tuple[Job, Estimate]]:
+    """The jobs longest first, with their estimates, from the figures found under ``root`` now."""
+    return longest_first(jobs, estimate_work([job_figures(root, job) for job in jobs]))
+
+
+def describe_order(ordered: list[tuple[Job, Estimate]]) -> list[str]:
+    """One line per job, in start order: its estimated work and the figures it came from."""
+    fill_ex = fill_value(e.examples for _, e in ordered)
+    fill_gf = fill_value(e.gflops for _, e in ordered)
+    width = max((len(job.stage) for job, _ in ordered), default=0)
+    return [f"{i:4d}. {job.stage:<{width}}  {est.work:>12,.0f}  ({est.describe(fill_ex, fill_gf)})"
+            for i, (job, est) in enumerate(ordered, 1)]
 
 
 def resolve_gpus(spec: str) -> list[str]:
@@ -100,30 +234,40 @@ def resolve_gpus(spec: str) -> list[str]:
 
 
 def worker_envs(workers: int, gpus: list[str]) -> list[dict[str, str]]:
-    """One environment per worker slot: its GPU (none on CPU) and its share of the CPU threads."""
+    """One environment per worker slot: its GPU, round-robin (none on CPU), and its share of the CPU threads.
+
+    With ``workers`` = GPUs x k every GPU has k slots, and the first len(gpus) slots (the first jobs) span all GPUs.
+    """
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
     return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)] if gpus else "", "OMP_NUM_THREADS": threads}
             for i in range(workers)]
 
 
 def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path) -> list[tuple[Job, int]]:
-    """Run ``jobs`` on len(envs) worker slots; commit each success. Returns (job, exit status) in finish order."""
+    """Run ``jobs`` in their order on len(envs) worker slots; commit each success. Returns (job, exit status) in
+    finish order.
+
+    One thread per slot takes the next job from the list whenever its own job is done, so the jobs start in the
+    given order and each slot keeps its environment (its GPU).
+    """
     logs.mkdir(parents=True, exist_ok=True)
-    slots: queue.Queue[int] = queue.Queue()
-    for i in range(len(envs)):
-        slots.put(i)
+    pending = deque(jobs)
+    take_lock = threading.Lock()  # jobs leave the list, and are announced, in order
     commit_lock = threading.Lock()  # the DVC repository lock admits one writer
     running: set[subprocess.Popen] = set()
     stopping = threading.Event()
     done: list[tuple[Job, int]] = []
 
+    def kill(proc: subprocess.Popen, signum: int) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def stop(signum, frame):  # SIGTERM or Ctrl-C to the runner ends its jobs too: each runs in a session of its own
         stopping.set()
         for proc in list(running):
-            try:
-                os.killpg(proc.pid, signum)
-            except ProcessLookupError:
-                pass
+            kill(proc, signum)
         raise SystemExit(128 + signum)
 
     handled = (signal.SIGTERM, signal.SIGINT)
@@ -131,26 +275,18 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
                 if threading.current_thread() is threading.main_thread() else {})
     bar = tqdm(total=len(jobs), desc="stages", unit="stage")
 
-    def one(job: Job) -> None:
-        slot = slots.get()
-        if stopping.is_set():  # stopped: the jobs not yet started never start
-            slots.put(slot)
-            return
-        try:
-            env = {**os.environ, **envs[slot], "DVC_ROOT": str(root)}
-            where = f"GPU {envs[slot]['CUDA_VISIBLE_DEVICES']}" if envs[slot].get("CUDA_VISIBLE_DEVICES") else (
-                f"CPU x{envs[slot].get('OMP_NUM_THREADS', '?')}")
-            tqdm.write(f"start  {job.stage} ({where})")
-            t0 = time.perf_counter()
-            log = logs / f"{job.stage}.log"
-            with open(log, "w") as fh:
-                proc = subprocess.Popen(job.cmd, shell=True, cwd=job.wdir, env=env, stdout=fh,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-                running.add(proc)
-                rc = proc.wait()
-                running.discard(proc)
-        finally:
-            slots.put(slot)
+    def one(job: Job, env_slot: dict[str, str]) -> None:
+        env = {**os.environ, **env_slot, "DVC_ROOT": str(root)}
+        t0 = time.perf_counter()
+        log = logs / f"{job.stage}.log"
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(job.cmd, shell=True, cwd=job.wdir, env=env, stdout=fh,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            running.add(proc)
+            if stopping.is_set():  # stopped while it started: the handler may not have seen it
+                kill(proc, signal.SIGTERM)
+            rc = proc.wait()
+            running.discard(proc)
         seconds = time.perf_counter() - t0
         if rc == 0 and not stopping.is_set():
             with commit_lock:
@@ -166,9 +302,22 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
         done.append((job, rc))
         bar.update(1)
 
+    def worker(slot: int) -> None:
+        env_slot = envs[slot]
+        where = (f"GPU {env_slot['CUDA_VISIBLE_DEVICES']}" if env_slot.get("CUDA_VISIBLE_DEVICES")
+                 else f"CPU x{env_slot.get('OMP_NUM_THREADS', '?')}")
+        while True:
+            with take_lock:
+                if stopping.is_set() or not pending:  # stopped: the jobs not yet started never start
+                    return
+                job = pending.popleft()
+                tqdm.write(f"start  {job.stage} ({where})")
+            one(job, env_slot)
+
     try:
         with ThreadPoolExecutor(max_workers=len(envs)) as ex:
-            list(ex.map(one, jobs))
+            for future in [ex.submit(worker, slot) for slot in range(len(envs))]:
+                future.result()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -176,35 +325,62 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
     return done
 
 
+def slots(gpus: list[str], workers: int | None, jobs_per_gpu: int | None) -> int:
+    """How many jobs run at once: ``workers``, by default GPUs x ``jobs_per_gpu`` (1), on CPU 2."""
+    if workers is not None and workers < 1:
+        raise SystemExit(f"error: --workers must be at least 1, got {workers}")
+    if jobs_per_gpu is not None and jobs_per_gpu < 1:
+        raise SystemExit(f"error: --jobs-per-gpu must be at least 1, got {jobs_per_gpu}")
+    if not gpus:
+        return workers if workers is not None else 2
+    if workers is None:
+        return len(gpus) * (jobs_per_gpu or 1)
+    if jobs_per_gpu is not None and workers > len(gpus) * jobs_per_gpu:
+        raise SystemExit(f"error: --workers {workers} would put more than --jobs-per-gpu {jobs_per_gpu} jobs on one of "
+                         f"{len(gpus)} GPU(s); leave --workers out, or raise --jobs-per-gpu")
+    return workers
+
+
+def where(workers: int, gpus: list[str]) -> str:
+    if not gpus:
+        return "CPU"
+    per_gpu = -(-workers // len(gpus))
+    return f"GPUs {','.join(gpus)}, at most {per_gpu} per GPU"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pattern", help="DVC stage addresses to run concurrently (fnmatch), e.g. 'finetune@*'")
-    ap.add_argument("--workers", type=int, default=None,
-                    help="jobs at once (default: one per GPU; on CPU 2)")
     ap.add_argument("--gpus", default="auto", help="auto (the visible CUDA devices) | none (CPU) | ids, e.g. 0,1,2,3")
+    ap.add_argument("--jobs-per-gpu", type=int, default=None, metavar="N",
+                    help="jobs sharing each GPU (default 1; ignored on CPU)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="jobs at once (default: GPUs x --jobs-per-gpu; on CPU 2); slots go to the GPUs round-robin")
     ap.add_argument("--force", action="store_true", help="run every matched stage, changed or not (dvc repro -f)")
-    ap.add_argument("--dry", action="store_true", help="print what would run and stop")
+    ap.add_argument("--dry", action="store_true",
+                    help="print the jobs in the order they would start, with their estimated work, and stop")
     ap.add_argument("--root", type=Path, default=Path.cwd(), help="the DVC repository (default: here)")
     args = ap.parse_args(argv)
 
     root = args.root.resolve()
     gpus = resolve_gpus(args.gpus)
-    workers = args.workers if args.workers is not None else (len(gpus) or 2)
-    if workers < 1:
-        raise SystemExit(f"error: --workers must be at least 1, got {workers}")
+    workers = slots(gpus, args.workers, args.jobs_per_gpu)
+    if args.jobs_per_gpu is not None and not gpus:
+        print("note: no GPU; --jobs-per-gpu is ignored (--workers sets the jobs at once)", file=sys.stderr)
     jobs, upstream = plan(root, args.pattern)
     if args.dry:
         print(f"upstream (dvc repro): {' '.join(upstream) or '-'}")
-        print(f"{len(jobs)} stage(s) matched; the changed ones run {workers} at once: "
-              + ", ".join(j.stage for j in jobs))
+        print(f"{len(jobs)} stage(s) matched; the changed ones run {workers} at once ({where(workers, gpus)}), "
+              f"in this order (estimated work: training examples x GFLOPs; ~ a missing figure, the median):")
+        print("\n".join(describe_order(by_work(root, jobs))))
         return 0
     if upstream:
         print(f"dvc repro {' '.join(upstream)}", flush=True)
         if _dvc("repro", *upstream, root=root).returncode != 0:
             raise SystemExit("error: the upstream stages failed (see above); nothing was run concurrently")
-    todo = jobs if args.force else changed(root, jobs)
-    print(f"{len(todo)} of {len(jobs)} matched stage(s) {'forced' if args.force else 'changed'}; running them {workers} at once "
-          f"({'GPUs ' + ','.join(gpus) if gpus else 'CPU'})", flush=True)
+    todo = [job for job, _ in by_work(root, jobs if args.force else changed(root, jobs))]  # figures now up to date
+    print(f"{len(todo)} of {len(jobs)} matched stage(s) {'forced' if args.force else 'changed'}; running them {workers} "
+          f"at once ({where(workers, gpus)}), longest first", flush=True)
     results = run_pool(root, todo, worker_envs(workers, gpus), root / ".dvc" / "tmp" / "stage_pool")
     failed = [job.stage for job, rc in results if rc != 0]
     if failed:

@@ -132,7 +132,8 @@ class ElasticLayer(nn.Module):
         w = arch.attention_width
         return QKV(sa.query(x, w), sa.key(x, w), sa.value(x, w))
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, arch: Arch, qkv: QKV | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, arch: Arch, qkv: QKV | None = None
+                ) -> torch.Tensor:
         B, T, H = x.shape
         q, k, v = qkv if qkv is not None else self.project_qkv(x, arch)
         heads = lambda t: t.view(B, T, arch.heads, arch.head_size).transpose(1, 2)  # noqa: E731
@@ -198,11 +199,10 @@ class SuperLM(nn.Module):
         if arch is None:
             raise RuntimeError("no sub-network selected: call set_active(arch) or pass arch=")
         self.check_arch(arch)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        key_mask = attention_mask[:, None, None, :].bool()  # [B, 1, 1, T]: True = attend
+        # no mask for unpadded input (corpus blocks): SDPA may then take its fused (flash) kernels
+        key_mask = None if attention_mask is None else attention_mask[:, None, None, :].bool()  # True = attend
 
         layers = self.layer_indices(arch)
         target = None if distill_layer is None else range(arch.layers)[distill_layer]

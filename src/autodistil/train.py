@@ -6,8 +6,16 @@ AdamW step. Under DDP every rank draws the same sub-networks (the draw is seeded
 its shard of the global batch, and gradients are all-reduced only on the last backward of the step.
 
 Everything a step depends on is a function of the step number (data order, sub-network draw) or is in
-the checkpoint (weights, optimiser, scheduler, RNG), so a resumed run ends where an uninterrupted one
-would.
+the checkpoint (weights, optimiser, scheduler), so a resumed run ends where an uninterrupted one would, on
+any number of ranks and nodes and with any micro-batch size: the checkpoint's configuration leaves them out.
+(Dropout masks are drawn per rank and step, so with dropout on, a run on another rank count is an equally
+valid draw rather than the same numbers.) Rank 0 reads the checkpoint and broadcasts it: the ranks of other
+nodes need no shared filesystem.
+
+At the paper's scale a step must not wait on the host: the data order costs O(batch) (:class:`DataOrder`),
+corpus blocks need no mask, the teacher's relations are computed once per micro-batch for all sampled
+students, losses accumulate on the device, and the only host syncs are on logging steps and the only
+barrier at checkpoints.
 """
 
 from __future__ import annotations
@@ -26,19 +34,22 @@ import torch.distributed as dist
 from torch import nn
 
 from .cost import exact_gflops
-from .device import DEVICES, resolve_device
-from .distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
+from .device import DEVICES, mixed_precision, resolve_device
+from .distill import DistillSpec, HeldOut, blocks_to_batch, objective, student_losses
 from .importance import Importance, Order, apply_order, calibration_blocks, measure_importance
 from .io import InputError, number
 from .space import DEPTH_RULES, Arch, Envelope, TeacherDims
-from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
-from .sampling import SubnetSampler, global_batch_rows
+from .checkpoint import load_checkpoint, run_folder, save_checkpoint
+from .relations import teacher_relations
+from .sampling import DataOrder, SubnetSampler
 from .superlm import SuperLM, SuperLMConfig
 from .teacher import teacher_targets
 from .throughput import Throughput, peak_tflops
 
-# settings that do not change the trained weights: a checkpoint stays valid when only they change
-LOGGING_ONLY = ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "peak_tflops", "device")
+# settings that do not change the trained weights (logging, hardware): a checkpoint stays valid when only they
+# change; the number of ranks and nodes is not part of the configuration either
+NOT_WEIGHTS = ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "peak_tflops", "device",
+               "micro_batch_size")
 SAMPLING = ("sandwich", "uniform")
 INIT_ORDERS = ("importance", "leading")
 
@@ -197,6 +208,29 @@ class TrainResult:
     history: list  # one dict per logged step
     seconds: float
     tokens_per_second: float
+    checkpoint_dir: Path  # this configuration's checkpoint folder (the stage clears it once the model is saved)
+
+
+def run_config(cfg: TrainConfig, superlm: SuperLM, sampler: SubnetSampler) -> dict:
+    """What the trained weights depend on besides the data: a checkpoint resumes only under the same."""
+    config = {**{k: v for k, v in asdict(cfg).items() if k not in NOT_WEIGHTS},
+              "superlm": superlm.config.to_dict(), "candidates": sorted(a.name for a in sampler.candidates)}
+    return json.loads(json.dumps(config))  # the checkpoint compares plain JSON values
+
+
+def resume_state(folder: Path, config: dict, d: Dist) -> dict | None:
+    """Rank 0 reads the checkpoint and every other rank receives it: no rank but 0 touches the disk."""
+    state = load_checkpoint(folder, config) if d.master else None
+    if d.world > 1:
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    return state
+
+
+def micro_batches(rows: np.ndarray, size: int | None) -> list[np.ndarray]:
+    size = size or len(rows)
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
 def train_superlm(
@@ -211,7 +245,8 @@ def train_superlm(
     log: Callable[[dict, int], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``superlm`` in place, resuming from ``checkpoint_dir`` when it holds a run of the same config.
+    """Train ``superlm`` in place, resuming from the checkpoint of the same configuration, which lives in its own
+    folder under ``checkpoint_dir`` (a run of another configuration never overwrites it).
 
     ``log(record, step)`` receives the logged metrics every ``cfg.log_every`` steps (rank 0 only).
     """
@@ -220,58 +255,56 @@ def train_superlm(
     seq_len = blocks.shape[1]
     total = cfg.total_steps(seq_len)
     spec = cfg.spec(superlm.config.relation_heads)
-    run_config = {**{k: v for k, v in asdict(cfg).items() if k not in LOGGING_ONLY}, "world": d.world,
-                  "superlm": superlm.config.to_dict(), "candidates": sorted(a.name for a in sampler.candidates)}
-    run_config = json.loads(json.dumps(run_config))  # the checkpoint compares plain JSON values
+    config = run_config(cfg, superlm, sampler)
+    folder = run_folder(checkpoint_dir, config)
 
     superlm.to(device).train()
     teacher.to(device).eval()
     optimizer = make_optimizer(superlm, cfg)
     scheduler = make_scheduler(optimizer, cfg, total)
     start, history = 0, []
-    state = load_checkpoint(checkpoint_dir, run_config)
+    state = resume_state(folder, config, d)
     if state is not None:
         superlm.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"])
         start, history = state["step"], state["history"]
+        del state
     model: nn.Module = superlm
     if d.world > 1:
         model = nn.parallel.DistributedDataParallel(
             superlm, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else contextlib.nullcontext())
+    precision = lambda: mixed_precision(device)  # noqa: E731 - bf16 autocast on CUDA, nothing on CPU
     meter = Throughput(TeacherDims.from_config(teacher.config).as_arch(), seq_len, spec.uses_hidden,
                        peak_tflops(cfg.peak_tflops, device), d.world)
-
+    order = DataOrder(len(blocks), cfg.batch_size, cfg.seed)
 
     bar = tqdm(range(start, total), initial=start, total=total, desc="superlm", disable=not (progress and d.master))
     t0, tokens_done = time.perf_counter(), 0
     for step in bar:
-        # dropout masks are a function of (seed, step, rank): a resumed run, on any number of ranks, draws
-        # what the uninterrupted one drew; ranks differ, as in any data parallelism
+        # dropout masks are a function of (seed, step, rank): a resumed run draws what the uninterrupted one drew
         torch.manual_seed(hash((cfg.seed, step, d.rank)))
-        rows = np.sort(d.shard(global_batch_rows(step, cfg.batch_size, len(blocks), cfg.seed)))
-        micro = [rows[i:i + (cfg.micro_batch_size or len(rows))]
-                 for i in range(0, len(rows), cfg.micro_batch_size or len(rows))]
+        rows = np.sort(d.shard(order.rows(step)))
         archs = sampler(step)
         losses = torch.zeros(len(archs), device=device)
+        micro = micro_batches(rows, cfg.micro_batch_size)
         for m, micro_rows in enumerate(micro):
-            batch = blocks_to_batch(blocks[micro_rows], device)
-            with autocast:  # the teacher runs once per (micro-)batch, for every sampled sub-network
-                target = teacher_targets(teacher, batch["input_ids"], batch["attention_mask"], spec.teacher_layer,
+            batch = blocks_to_batch(blocks[micro_rows], device)  # unpadded blocks: no mask anywhere
+            with precision():  # the teacher's side once per (micro-)batch, for every sampled sub-network
+                target = teacher_targets(teacher, batch["input_ids"], None, spec.teacher_layer,
                                          hidden=spec.uses_hidden)
+                teacher_rel = teacher_relations(target.qkv, None, spec.relation_heads, spec.loss)
             for i, arch in enumerate(archs):
                 last = m == len(micro) - 1 and i == len(archs) - 1
                 # all but the last backward of the step skip DDP's all-reduce; gradients accumulate locally
                 ctx = model.no_sync() if (d.world > 1 and not last) else contextlib.nullcontext()
                 with ctx:
-                    with autocast:
-                        loss = student_loss(model, arch, batch, target, spec) * (len(micro_rows) / len(rows))
+                    with precision():
+                        terms = student_losses(model, arch, batch, target, spec, teacher_rel=teacher_rel)
+                        loss = objective(terms, spec) * (len(micro_rows) / len(rows))
                     loss.backward()
-                losses[i] += loss.detach()
+                losses[i] += loss.detach()  # on the device: read only on logging steps
         grad_norm = torch.nn.utils.clip_grad_norm_(superlm.parameters(), cfg.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -294,13 +327,14 @@ def train_superlm(
             bar.set_postfix(loss=f"{record['loss_mean']:.4f}", tok_s=f"{record['tokens_per_second']:.0f}")
             if log and d.master:
                 log(record, step + 1)
-        if d.master and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == total):
-            save_checkpoint(checkpoint_dir, step + 1, superlm, optimizer, scheduler, history, run_config)
-        if d.world > 1:
-            dist.barrier()
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
+            if d.master:
+                save_checkpoint(folder, step + 1, superlm, optimizer, scheduler, history, config)
+            if d.world > 1:  # the only barrier: no rank runs ahead of a checkpoint being written
+                dist.barrier()
     bar.close()
     seconds = time.perf_counter() - t0
-    return TrainResult(total, start, history, seconds, tokens_done / max(seconds, 1e-9))
+    return TrainResult(total, start, history, seconds, tokens_done / max(seconds, 1e-9), folder)
 
 
 def superlm_from_teacher(teacher: nn.Module, candidates: Sequence[Arch], cfg: TrainConfig, blocks: np.ndarray,
