@@ -10,13 +10,23 @@ both sides alike. Writes JSON and prints a table with each target:
   / the same step of its exported stock model; largest and smallest candidate of every sub-space (<= 1.10);
 - ``mfu``: SuperLM training FLOP/s (the step's FLOPs counted by torch) / this machine's fp32 matmul FLOP/s on
   large square matmuls, for the largest candidate of the largest sub-space at 128 tokens (>= 0.5);
-- ``sandwich_step``: one full sandwich step (teacher forward, every sampled student's forward and backward,
-  optimiser) / the sum of its parts timed separately (<= 1.15);
+- ``sandwich_step``: one full sandwich step (teacher forward and its relations once, every sampled student's
+  forward and backward, optimiser) / the sum of its parts timed separately (<= 1.15); and
+  ``teacher_relations_shared``: the same step with the teacher's relations recomputed for every student (as
+  before) / the step as it runs (the speed-up of computing them once);
+- ``step_host``: host milliseconds of one step outside model compute at the paper's corpus sizes (230 k, 7.8 M,
+  33.6 M blocks), with a permutation of the whole corpus per step (before) and the cached epoch order (after):
+  bench/step_host.py;
+- ``corpus``: tokenisation tokens/s with 1 and 2 processes, peak RSS over output size (bench/corpus_throughput.py;
+  skipped with --quick);
 - ``search_per_candidate``: scoring a candidate on held-out blocks / one forward pass of the exported
   student on the same blocks (<= 1.2);
 - ``peak_rss_gib`` of the default SuperLM training and search stages (run as child processes into a temporary
   folder; skipped with --quick), and ``pipeline_minutes``: the MLflow run times of the stages whose metrics are
   in the workspace, summed (stage time of the last default run, without process start-up).
+
+``--device cuda`` adds the GPU figures of bench/gpu.py (SuperLM training MFU at BERT-base shapes in bf16,
+fine-tuning examples/s, search seconds per candidate) under ``gpu``.
 """
 
 from __future__ import annotations
@@ -33,12 +43,15 @@ from pathlib import Path
 
 import torch
 
+import corpus_throughput  # bench/, beside this script
+import step_host
 from autodistil.corpus import load_blocks
-from autodistil.distill import DistillSpec, HeldOut, blocks_to_batch, student_loss
+from autodistil.distill import DistillSpec, HeldOut, blocks_to_batch, objective, student_losses
 from autodistil.export import build_student
 from autodistil.partition import load_subspaces
 from autodistil.space import Envelope, TeacherDims
 from autodistil.superlm import SuperLM, SuperLMConfig
+from autodistil.relations import teacher_relations
 from autodistil.teacher import load_teacher, teacher_targets
 from autodistil.sampling import SubnetSampler
 from autodistil.train import TrainConfig, make_optimizer
@@ -88,22 +101,26 @@ def slice_overhead(superlm: SuperLM, arch, batch: dict, repeats: int) -> dict:
 
 
 def training_step_parts(superlm, teacher, archs, batch, spec, repeats: int) -> dict:
-    """The sandwich step whole and in parts, and its FLOPs (torch's counter)."""
+    """The sandwich step as train_superlm runs it, whole and in parts, its FLOPs (torch's counter), and the same
+    step with the teacher's relations recomputed for every student (``per_student_s``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     opt = make_optimizer(superlm, TrainConfig(max_steps=1))
     superlm.train()
 
     def targets():
-        return teacher_targets(teacher, batch["input_ids"], batch["attention_mask"], spec.teacher_layer)
+        target = teacher_targets(teacher, batch["input_ids"], batch["attention_mask"], spec.teacher_layer)
+        return target, teacher_relations(target.qkv, batch["attention_mask"], spec.relation_heads, spec.loss)
 
-    def student(arch, target):
-        student_loss(superlm, arch, batch, target, spec).backward()
+    def student(arch, target, shared=True):
+        target, rel = target
+        terms = student_losses(superlm, arch, batch, target, spec, teacher_rel=rel if shared else None)
+        objective(terms, spec).backward()
 
-    def whole():
+    def whole(shared=True):
         target = targets()
         for arch in archs:
-            student(arch, target)
+            student(arch, target, shared)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -116,10 +133,11 @@ def training_step_parts(superlm, teacher, archs, batch, spec, repeats: int) -> d
     parts["optimizer"] = median_seconds(opt.step, repeats)
     opt.zero_grad(set_to_none=True)
     whole_s = median_seconds(whole, repeats)
+    per_student_s = median_seconds(lambda: whole(shared=False), repeats)
     with FlopCounterMode(display=False) as counter:
         whole()
     return {"whole_s": whole_s, "parts_s": parts, "sum_parts_s": sum(parts.values()),
-            "ratio": whole_s / sum(parts.values()), "flops": counter.get_total_flops()}
+            "ratio": whole_s / sum(parts.values()), "flops": counter.get_total_flops(), "per_student_s": per_student_s}
 
 
 def search_per_candidate(superlm, teacher, arch, blocks, spec, batch_size: int, repeats: int) -> dict:
@@ -172,7 +190,10 @@ def main() -> None:
     ap.add_argument("--subspaces", default="partition/subspaces.json")
     ap.add_argument("--corpus", default="data/corpus")
     ap.add_argument("--out", default="bench/results.json")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: add bench/gpu.py's figures")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but no CUDA device is visible")
     if not Path(args.subspaces).is_file() or not (Path(args.corpus) / "train.npy").is_file():
         raise SystemExit(f"error: {args.subspaces} or {args.corpus} missing: run `dvc repro partition prepare_corpus`")
     repeats = 3 if args.quick else 7
@@ -208,6 +229,9 @@ def main() -> None:
     sandwich = training_step_parts(superlm, teacher, sampler(0), batch, spec, repeats)
     results["sandwich_step"] = {"subspace": largest_sub, "archs": [a.name for a in sampler(0)],
                                 **{k: v for k, v in sandwich.items() if k != "flops"}}
+    results["teacher_relations_shared"] = {"subspace": largest_sub, "students": len(sampler(0)),
+                                           "ratio": sandwich["per_student_s"] / sandwich["whole_s"]}
+    results["step_host"] = step_host.measure(before_steps=2 if args.quick else 3)
 
     if not args.quick:
         with tempfile.TemporaryDirectory() as tmp:
@@ -221,7 +245,12 @@ def main() -> None:
                                         "--corpus", args.corpus, "--glue", "data/glue", "--superlm", f"{tmp}/superlm",
                                         "--metrics", f"{tmp}/s", "--no-progress"]),
             }
+        results["corpus"] = corpus_throughput.measure()
     results["pipeline_minutes"] = pipeline_minutes()
+    if args.device == "cuda":
+        import gpu
+
+        results["gpu"] = gpu.measure("cuda")
 
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(table(results))
@@ -244,6 +273,16 @@ def table(r: dict) -> str:
     lines.append(f"| mfu | {r['mfu']['subspace']} {r['mfu']['arch']} | {_verdict('mfu', r['mfu']['ratio'])} |")
     lines.append(f"| sandwich_step | {r['sandwich_step']['subspace']} ({len(r['sandwich_step']['archs'])} students) "
                  f"| {_verdict('sandwich_step', r['sandwich_step']['ratio'])} |")
+    lines.append(f"| teacher_relations_shared | per-student relations / shared, "
+                 f"{r['teacher_relations_shared']['students']} students | {r['teacher_relations_shared']['ratio']:.2f} |")
+    for row in r["step_host"]["sizes"]:
+        lines.append(f"| step_host_ms | {row['n_blocks']:,} blocks, {r['step_host']['rows_per_rank']} rows/rank | "
+                     f"before {row['before_ms']:.1f}, after {row['after_ms']:.2f} "
+                     f"(+ {row['epoch_start_ms']:.0f} once per {row['steps_per_epoch']:,}-step epoch) |")
+    if r.get("corpus"):
+        for row in r["corpus"].get("runs", []):
+            lines.append(f"| corpus | {row.get('workers')} process(es) | {row.get('tokens_per_second', 0):,.0f} tokens/s, "
+                         f"peak RSS / output {row.get('peak_rss_over_output', float('nan')):.2f} |")
     for stage, gib in (r.get("peak_rss_gib") or {}).items():
         lines.append(f"| peak_rss_gib | {stage} | {gib:.2f} GiB |")
     if r.get("pipeline_minutes"):

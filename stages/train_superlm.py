@@ -1,7 +1,7 @@
 """Stage superlm@<subspace>: train one weight-sharing SuperLM by relation distillation from the teacher.
 
     python stages/train_superlm.py <subspace> <paths>     (the paths: as dvc.yaml's cmd passes them)
-    torchrun --nproc_per_node N stages/train_superlm.py <subspace> <paths>     # data parallel (gloo on CPU, nccl on GPU)
+    python -m autodistil.launch stages/train_superlm.py <subspace> <paths>   # under torchrun as params.yaml launch says
 
 Reads params.yaml (teacher.source, mlflow.experiment, superlm.*), partition/subspaces.json and the corpus
 blocks (data/corpus). Writes models/superlm/<subspace>/ (the SuperLM), metrics/superlm/<subspace>.json
