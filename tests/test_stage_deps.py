@@ -60,21 +60,26 @@ def module_closure(script: Path) -> set[str]:
     return {f"src/autodistil/{name}.py" for name in seen}
 
 
-def _stages() -> list[tuple[str, Path, set[str]]]:
+def _stages() -> list[tuple[str, Path, set[str], set[str]]]:
+    """(stage, its script, its deps, the package modules its cmd runs with ``python -m``, e.g. the launcher)."""
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
     out = []
     for name, stage in spec["stages"].items():
         body = stage.get("do", stage)
-        script = next(tok for tok in body["cmd"].split() if tok.startswith("stages/") and tok.endswith(".py"))
+        tokens = body["cmd"].split()
+        script = next(tok for tok in tokens if tok.startswith("stages/") and tok.endswith(".py"))
+        runners = {tok.split(".", 1)[1] for tok in tokens if tok.startswith("autodistil.")}
         deps = {d for d in body.get("deps", []) if isinstance(d, str)}
-        out.append((name, REPO / script, deps))
+        out.append((name, REPO / script, deps, runners))
     return out
 
 
-@pytest.mark.parametrize("name,script,deps", _stages(), ids=[s[0] for s in _stages()])
-def test_stage_deps_match_its_imports(name, script, deps):
+@pytest.mark.parametrize("name,script,deps,runners", _stages(), ids=[s[0] for s in _stages()])
+def test_stage_deps_match_its_imports(name, script, deps, runners):
     assert str(script.relative_to(REPO)) in deps, f"{name}: its own script is not a dep"
     needed = module_closure(script)
+    for module in runners:  # `python -m autodistil.launch stages/...`: the launcher runs too
+        needed |= {f"src/autodistil/{module}.py"} | module_closure(PACKAGE / f"{module}.py")
     listed = {d for d in deps if d.startswith("src/autodistil/")}
     assert not needed - listed, f"{name}: imports but does not depend on {sorted(needed - listed)}"
     assert not listed - needed, f"{name}: depends on modules it never imports {sorted(listed - needed)}"
