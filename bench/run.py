@@ -281,8 +281,9 @@ def table(r: dict) -> str:
                      f"(+ {row['epoch_start_ms']:.0f} once per {row['steps_per_epoch']:,}-step epoch) |")
     if r.get("corpus"):
         for row in r["corpus"].get("runs", []):
-            lines.append(f"| corpus | {row.get('workers')} process(es) | {row.get('tokens_per_second', 0):,.0f} tokens/s, "
-                         f"peak RSS / output {row.get('peak_rss_over_output', float('nan')):.2f} |")
+            lines.append(f"| corpus | {row['workers']} process(es) | {row['tokens_per_second']:,.0f} tokens/s, "
+                         f"peak RSS {row['peak_rss_mib']:.0f} MiB for {row['output_mib']:.0f} MiB of blocks "
+                         f"(added by preparing / output: {row['added_rss_over_output']:.2f}) |")
     for stage, gib in (r.get("peak_rss_gib") or {}).items():
         lines.append(f"| peak_rss_gib | {stage} | {gib:.2f} GiB |")
     if r.get("pipeline_minutes"):

@@ -2,15 +2,26 @@
 
     python stages/prepare_corpus.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
-Reads params.yaml (teacher.source, mlflow.experiment, prepare_corpus.*), writes data/corpus/ (train.npy,
-heldout.npy, meta.json) and metrics/corpus.json, both atomically. Bad input: one line on stderr, exit 1,
-nothing written.
+Reads params.yaml (teacher.source, mlflow.experiment, prepare_corpus.*, and the held-out blocks later stages take:
+search.eval_blocks, superlm.eval_blocks), writes data/corpus/ (train.npy, heldout.npy, meta.json) and metrics/corpus.json, both atomically.
+Bad input, or a corpus too small for the later stages: one line on stderr, exit 1, nothing written.
 """
 
 import argparse
 import time
 
 from autodistil.io import InputError, int_param, load_params, number, param, run_main
+
+
+def later_needs(params: dict, source: str):
+    """The held-out blocks later stages take (keys absent from params ask for nothing), so that a corpus too small
+    for them fails here rather than after the SuperLMs trained. (The train split has no such floor: a batch larger
+    than the corpus reads it more than once, and the importance calibration takes what there is.)"""
+    from autodistil.corpus import Need
+
+    asks = [Need(int_param(params, k, minimum=1, source=source), k) for k in ("search.eval_blocks", "superlm.eval_blocks")
+            if param(params, k, None) is not None]
+    return {"heldout": max(asks, key=lambda n: n.blocks)} if asks else {}
 
 
 def main() -> None:
@@ -31,6 +42,7 @@ def main() -> None:
     ints = {k: int_param(params, f"prepare_corpus.{k}", minimum=1, source=args.params)
             for k in ("seq_len", "train_tokens", "heldout_blocks")}
     seed = int_param(params, "prepare_corpus.seed", 0, source=args.params)
+    needs = later_needs(params, args.params)
     try:
         heldout_fraction = number(get("heldout_fraction", 0.02))
     except (TypeError, ValueError):
@@ -40,9 +52,14 @@ def main() -> None:
     if not isinstance(hub, dict):
         raise InputError(f"{args.params}: prepare_corpus.hub must be a mapping (dataset, config, split, text_field)")
 
-    from autodistil.corpus import build_blocks, iter_hub_documents, iter_local_documents, save_blocks
+    from autodistil.corpus import iter_hub_documents, iter_local_documents, resolve_workers, write_blocks
     from autodistil.teacher import load_tokenizer
     from autodistil.tracking import log_metrics, stage_run, write_metrics
+
+    try:
+        workers = resolve_workers(get("workers", 1))
+    except InputError as e:
+        raise InputError(f"{args.params}: {e}") from None
 
     if hub.get("dataset"):
         source = hub["dataset"] + (f":{hub['config']}" if hub.get("config") else "")
@@ -57,19 +74,21 @@ def main() -> None:
     t0 = time.perf_counter()
     logged = {"teacher": params.get("teacher", {}), "prepare_corpus": p}
     with stage_run("prepare_corpus", logged, param(params, "mlflow.experiment", default="autodistil")) as run:
-        result = build_blocks(
-            docs, tokenizer,
+        st = write_blocks(
+            docs, tokenizer, args.out,
+            meta={"source": source, "tokenizer": teacher},
+            needs=needs,
             **ints,
             heldout_fraction=heldout_fraction,
             seed=seed,
+            workers=workers,
             source=source,
         )
-        save_blocks(result, args.out, meta={"source": source, "tokenizer": teacher})
         seconds = round(time.perf_counter() - t0, 2)
-        st = result.stats
         metrics = {
             "source": source,
             **st,
+            "workers": workers,
             "seconds": seconds,
             "tokens_per_second": round((st["train"]["document_tokens"] + st["heldout"]["document_tokens"])
                                        / max(seconds, 1e-9)),

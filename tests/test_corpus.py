@@ -1,18 +1,21 @@
 """Corpus -> blocks: document reading, the by-document split, block packing, budgets, storage, the hub
-path (local Parquet), bad input, and the stage end to end."""
+path (local Parquet), bad input, scale (processes, streamed output, later stages' needs), and the stage end to end."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from autodistil.corpus import (
-    block_dtype, build_blocks, heldout_by_hash, iter_hub_documents, iter_local_documents, load_blocks, load_meta,
-    save_blocks,
+    Need, _NpyWriter, block_dtype, build_blocks, heldout_by_hash, iter_hub_documents, iter_local_documents,
+    load_blocks, load_meta, resolve_workers, write_blocks,
 )
 from autodistil.io import InputError
 from stage_runner import run_stage_script
@@ -105,15 +108,18 @@ def test_dtype_follows_vocab_size():
 
 
 def test_save_and_load_memmap(tmp_path, tiny_tokenizer):
-    res = build_blocks(iter(make_docs(100)), tiny_tokenizer, seq_len=12, train_tokens=12 * 10, heldout_blocks=3,
-                       heldout_fraction=0.2, progress=False)
-    out = save_blocks(res, tmp_path / "corpus", meta={"tokenizer": "tiny"})
+    options = dict(seq_len=12, train_tokens=12 * 10, heldout_blocks=3, heldout_fraction=0.2, progress=False)
+    out = tmp_path / "corpus"
+    stats = write_blocks(iter(make_docs(100)), tiny_tokenizer, out, meta={"tokenizer": "tiny"}, **options)
+    res = build_blocks(iter(make_docs(100)), tiny_tokenizer, **options)
     train, held = load_blocks(out, "train"), load_blocks(out, "heldout")
     assert isinstance(train, np.memmap) and train.shape == (10, 12) and held.shape == (3, 12)
     assert train.dtype == np.uint16
-    np.testing.assert_array_equal(train, res.arrays["train"])
+    np.testing.assert_array_equal(train, res.arrays["train"])  # streamed to disk = built in memory
+    np.testing.assert_array_equal(held, res.arrays["heldout"])
     meta = load_meta(out)
-    assert meta["tokenizer"] == "tiny" and meta["seq_len"] == 12 and meta["train"]["blocks"] == 10
+    assert meta == {"tokenizer": "tiny", **stats} == {"tokenizer": "tiny", **res.stats}
+    assert meta["seq_len"] == 12 and meta["train"]["blocks"] == 10
     assert sorted(p.name for p in out.parent.iterdir()) == ["corpus"]  # no temporary left beside it
     with pytest.raises(InputError, match="unknown corpus split 'dev'"):
         load_blocks(out, "dev")
@@ -186,11 +192,105 @@ def test_bad_budgets(tiny_tokenizer):
         build_blocks(iter(["a"]), tiny_tokenizer, heldout_fraction=1.5, progress=False)
 
 
+# ---------------------------------------------------------------------------------------------- scale
+def digests(folder: Path) -> tuple[str, ...]:
+    return tuple(hashlib.sha256((folder / f).read_bytes()).hexdigest()[:16]
+                 for f in ("train.npy", "heldout.npy", "meta.json"))
+
+
+# sha256[:16] of train.npy, heldout.npy, meta.json as the implementation before workers and streaming wrote them
+# (blocks built in memory, np.save), for make_docs(300), seq_len 16, heldout_fraction 0.1, seed 0
+PREVIOUS = {
+    "budgets met": (dict(train_tokens=16 * 40, heldout_blocks=6),
+                    ("f15b526847d724d2", "f880e447ed52ea96", "d0dc484b8c689f6b")),
+    "corpus exhausted": (dict(train_tokens=10**9, heldout_blocks=10**6),
+                         ("7ae027b57ed835e1", "e6938299d7bffe49", "e588e56e0e5cfa57")),
+    # train full early: later train documents are skipped, in 43 chunks (more than the 4 kept in flight)
+    "skips, small chunks": (dict(train_tokens=16 * 5, heldout_blocks=20, batch_docs=7),
+                            ("0c6aa13f5a17f0e1", "4ae19033505c17ae", "ccfbba8d2d462da6")),
+}
+
+
+@pytest.mark.parametrize("case", list(PREVIOUS))
+def test_same_bytes_as_before_with_1_and_2_processes(case, tmp_path, tiny_tokenizer):
+    options, previous = PREVIOUS[case]
+    for workers in (1, 2):
+        out = tmp_path / f"workers-{workers}"
+        write_blocks(iter(make_docs(300)), tiny_tokenizer, out, meta={"source": "fixture"}, seq_len=16,
+                     heldout_fraction=0.1, seed=0, workers=workers, progress=False, **options)
+        assert digests(out) == previous, f"{workers} process(es)"
+    assert not multiprocessing.active_children()  # the pool is gone
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_npy_written_in_pieces_is_np_save(tmp_path, dtype):
+    rows = np.arange(1000 * 5, dtype=dtype).reshape(1000, 5)
+    for n in (0, 1, 7, 1000):
+        with _NpyWriter(tmp_path / "streamed.npy", 5, np.dtype(dtype)) as w:
+            for start in range(0, n, 3):
+                w(rows[start:min(start + 3, n)])
+            w.finish()
+        np.save(tmp_path / "saved.npy", rows[:n])
+        assert (tmp_path / "streamed.npy").read_bytes() == (tmp_path / "saved.npy").read_bytes()
+
+
+def test_progress_shows_tokens_per_second(tiny_tokenizer, capsys):
+    build_blocks(iter(make_docs(50)), tiny_tokenizer, seq_len=16, heldout_fraction=0.2, progress=True)
+    assert "tok/s" in capsys.readouterr().err
+
+
+def test_workers_setting():
+    assert resolve_workers(3) == 3 and resolve_workers("auto") >= 1
+    for bad in (0, -1, 1.5, True, "many"):
+        with pytest.raises(InputError, match=r"prepare_corpus.workers must be a positive integer or 'auto'"):
+            resolve_workers(bad)
+
+
+def test_heldout_too_small_for_a_later_stage_fails_and_writes_nothing(tmp_path, tiny_tokenizer):
+    out = tmp_path / "data" / "corpus"
+    with pytest.raises(InputError) as e:  # make_docs(300) gives 72 held-out blocks at seq_len 16 (PREVIOUS)
+        write_blocks(iter(make_docs(300)), tiny_tokenizer, out, needs={"heldout": Need(100, "search.eval_blocks")},
+                     seq_len=16, train_tokens=10**9, heldout_blocks=512, heldout_fraction=0.1, workers=2,
+                     progress=False)
+    assert str(e.value) == (
+        f"{out}: heldout split has 72 blocks but search.eval_blocks asks for 100 (prepare_corpus.heldout_fraction"
+        " 0.1, heldout_blocks 512): use a larger corpus or raise prepare_corpus.heldout_fraction, or lower"
+        " search.eval_blocks")
+    assert list(out.parent.iterdir()) == []  # blocks were streamed into a temporary folder, now removed
+
+
+def test_budget_below_a_need_fails_before_reading(tmp_path, tiny_tokenizer):
+    read = []
+
+    def documents():
+        for d in make_docs(50):
+            read.append(d)
+            yield d
+
+    with pytest.raises(InputError, match=r"prepare_corpus.train_tokens 480 gives 30 train blocks \(seq_len 16\) but"
+                                         r" superlm.calibration_blocks asks for 64: raise prepare_corpus.train_tokens"):
+        write_blocks(documents(), tiny_tokenizer, tmp_path / "data" / "corpus", seq_len=16, train_tokens=16 * 30,
+                     needs={"train": Need(64, "superlm.calibration_blocks")}, progress=False)
+    assert len(read) == 1 and not (tmp_path / "data").exists()
+
+
+def test_error_while_reading_leaves_no_output_and_no_workers(tmp_path, tiny_tokenizer):
+    def documents():
+        yield from make_docs(200)
+        raise InputError("part9.txt:3: not valid UTF-8")
+
+    with pytest.raises(InputError, match="part9.txt:3"):
+        write_blocks(documents(), tiny_tokenizer, tmp_path / "data" / "corpus", seq_len=16, train_tokens=10**9,
+                     heldout_blocks=10**6, batch_docs=16, workers=2, progress=False)
+    assert list((tmp_path / "data").iterdir()) == [] and not multiprocessing.active_children()
+
+
 # ------------------------------------------------------------------------------- the stage, end to end
 def run_stage(cwd: Path, monkeypatch, capsys) -> tuple[int, str]:
     return run_stage_script("prepare_corpus.py", [], cwd, monkeypatch, capsys, exp_name="corpus-exp")
 
-def write_params(cwd: Path, tokenizer_dir: Path, **overrides) -> None:
+def write_params(cwd: Path, tokenizer_dir: Path, later: dict | None = None, **overrides) -> None:
+    """A params.yaml with prepare_corpus (plus ``overrides``) and the ``later`` stages' sections."""
     import yaml
 
     params = {
@@ -198,17 +298,20 @@ def write_params(cwd: Path, tokenizer_dir: Path, **overrides) -> None:
         "mlflow": {"experiment": "test-corpus"},
         "prepare_corpus": {"source": "raw", "hub": {"dataset": None}, "seq_len": 16, "train_tokens": 16 * 30,
                            "heldout_blocks": 5, "heldout_fraction": 0.1, "seed": 0, **overrides},
+        **(later or {}),
     }
     (cwd / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def test_stage_end_to_end_with_mlflow_run(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypatch, capsys):
     write_corpus(tmp_path / "raw", make_docs(400))
-    write_params(tmp_path, tiny_tokenizer_dir)
+    write_params(tmp_path, tiny_tokenizer_dir, workers=2,
+                 later={"search": {"eval_blocks": 5}, "superlm": {"eval_blocks": 4, "batch_size": 30}})
     code, err = run_stage(tmp_path, monkeypatch, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "metrics/corpus.json").read_text())
     assert metrics["train"]["blocks"] == 30 and metrics["heldout"]["blocks"] == 5 and metrics["seq_len"] == 16
+    assert metrics["workers"] == 2
     assert load_blocks(tmp_path / "data/corpus", "train").shape == (30, 16)
     assert load_meta(tmp_path / "data/corpus")["tokenizer"] == str(tiny_tokenizer_dir)
 
@@ -246,3 +349,53 @@ def test_stage_missing_param_key(tmp_path, tiny_tokenizer_dir, mlflow_root, monk
     code, err = run_stage(tmp_path, monkeypatch, capsys)
     assert code == 1 and err.strip() == "error: params.yaml: missing key 'prepare_corpus.seq_len'"
     assert not (tmp_path / "data").exists()
+
+
+# the held-out blocks later stages take, from params: the largest ask is named; a corpus or budget that falls short
+# fails here, in one line, writing nothing (the train split has no floor: see stages/prepare_corpus.py)
+LATER = {"search": {"eval_blocks": 64}, "superlm": {"eval_blocks": 128, "batch_size": 16, "calibration_blocks": 64,
+                                                   "init_order": "importance", "depth_rule": "ends"}}
+
+
+@pytest.mark.parametrize("overrides,later,message", [
+    (dict(train_tokens=16 * 10**4, heldout_blocks=10**4), LATER,
+     r"data/corpus: heldout split has \d+ blocks but superlm.eval_blocks asks for 128 \(prepare_corpus.heldout_fraction"
+     r" 0.1, heldout_blocks 10000\): use a larger corpus or raise prepare_corpus.heldout_fraction, or lower"
+     r" superlm.eval_blocks"),
+    (dict(heldout_blocks=100), LATER,
+     r"data/corpus: prepare_corpus.heldout_blocks 100 gives 100 heldout blocks \(seq_len 16\) but"
+     r" superlm.eval_blocks asks for 128: raise prepare_corpus.heldout_blocks or lower superlm.eval_blocks"),
+    (dict(heldout_blocks=50), {**LATER, "superlm": {**LATER["superlm"], "eval_blocks": 32}},
+     r"data/corpus: prepare_corpus.heldout_blocks 50 gives 50 heldout blocks \(seq_len 16\) but"
+     r" search.eval_blocks asks for 64: raise prepare_corpus.heldout_blocks or lower search.eval_blocks"),
+], ids=["corpus too small for held-out", "budget below superlm.eval_blocks", "budget below search.eval_blocks"])
+def test_stage_too_small_for_later_stages(overrides, later, message, tmp_path, tiny_tokenizer_dir, mlflow_root,
+                                          monkeypatch, capsys):
+    write_corpus(tmp_path / "raw", make_docs(400))
+    write_params(tmp_path, tiny_tokenizer_dir, later=later, **overrides)
+    code, err = run_stage(tmp_path, monkeypatch, capsys)
+    errors = [line for line in err.splitlines() if "error" in line]  # the progress bar may precede it
+    assert code == 1 and len(errors) == 1 and re.fullmatch(f"error: {message}", errors[0]), err
+    assert not (tmp_path / "data" / "corpus").exists() and not (tmp_path / "metrics").exists()
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
+
+
+def test_stage_bad_workers(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypatch, capsys):
+    write_corpus(tmp_path / "raw", make_docs(10))
+    write_params(tmp_path, tiny_tokenizer_dir, workers="many")
+    code, err = run_stage(tmp_path, monkeypatch, capsys)
+    assert code == 1 and err.strip() == (
+        "error: params.yaml: prepare_corpus.workers must be a positive integer or 'auto', got 'many'")
+    assert not (tmp_path / "data").exists()
+
+
+def test_blocks_open_as_a_read_only_memmap_advised_for_random_reads(tmp_path):
+    np.save(tmp_path / "train.npy", np.arange(40, dtype=np.uint16).reshape(10, 4))
+    blocks = load_blocks(tmp_path, "train")
+    assert isinstance(blocks, np.memmap) and not blocks.flags.writeable
+    assert blocks[[7, 2]].tolist() == [[28, 29, 30, 31], [8, 9, 10, 11]]
+    smaps = Path("/proc/self/smaps")
+    if smaps.is_file():  # Linux: the kernel lists the advice as VmFlags "rr" (random read) of the file's mapping
+        mapping = smaps.read_text().split(str(tmp_path / "train.npy"), 1)[1]
+        flags = next(line for line in mapping.splitlines() if line.startswith("VmFlags:")).split()
+        assert "rr" in flags, flags

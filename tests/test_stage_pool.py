@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,135 @@ def test_sigterm_stops_the_running_jobs_and_starts_no_more(project):
 def test_stages_that_depend_on_each_other_are_refused(project):
     res = _pool(project, "*", "--gpus", "none")
     assert res.returncode != 0 and "depends on" in res.stderr and "must be independent" in res.stderr
+
+
+# ---- longest first, several jobs per GPU: fine-tuning jobs on a fake layout of the upstream stages' files
+
+FINETUNE_YAML = '''stages:
+  finetune:
+    matrix:
+      model: [mystery, tiny, random-tiny, small, teacher]
+      task: [SST-2, CoLA]
+    cmd: python job.py ${item.model}-${item.task}
+    deps:
+      - job.py
+      - data.txt
+      - models/${item.model}
+      - data/glue/${item.task}
+    outs:
+      - out/${item.model}-${item.task}.json
+'''
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.fixture
+def glue_project(project) -> Path:
+    """Five models x two tasks, the figures where the pipeline's stages leave them, some of them missing."""
+    (project / "dvc.yaml").write_text(FINETUNE_YAML)
+    (project / "data.txt").write_text("ready")  # job.py reads it
+    costs = lambda gflops: json.dumps({"costs": {"gflops_exact": gflops, "seq_len": 128}})  # noqa: E731
+    _write(project / "models/teacher/autodistil.json", costs(1.4))
+    _write(project / "models/tiny/autodistil.json", costs(0.05))
+    _write(project / "models/random-tiny/config.json", "{}")  # no autodistil.json: its student's costs
+    _write(project / "models/small/config.json", "{}")  # no autodistil.json: an earlier fine-tuning's record
+    _write(project / "metrics/glue/small/SST-2.json", costs(0.5))
+    _write(project / "models/mystery/config.json", "{}")  # no figure anywhere
+    _write(project / "data/glue/CoLA/task.json", json.dumps({"splits": {"train": {"examples": 5000}}}))
+    _write(project / "data/glue/SST-2/train.txt", "")  # no task.json: the prepare_glue metrics
+    _write(project / "metrics/prepare_glue/SST-2.json", json.dumps({"train": {"examples": 2000, "tokens": 26622}}))
+    return project
+
+
+def _started(stdout: str) -> list[tuple[str, str]]:
+    """(stage, where) of each ``start`` line, in order."""
+    return [(line.split()[1], line.split("(", 1)[1].rstrip(")")) for line in stdout.splitlines()
+            if line.startswith("start  ")]
+
+
+def _peak(runs: list[dict]) -> int:
+    """The most jobs that ran at once."""
+    running = peak = 0
+    for _, delta in sorted([(r["start"], 1) for r in runs] + [(r["end"], -1) for r in runs]):
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def _listed(stdout: str) -> list[str]:
+    """The job lines of --dry: ``  1. <stage>  <work>  (<figures>)``."""
+    return [line for line in stdout.splitlines() if re.match(r"\s*\d+\. ", line)]
+
+
+def test_estimate_work_is_examples_times_gflops_and_a_missing_figure_the_median():
+    from autodistil.stage_pool import Job, estimate_work, finetune_inputs, longest_first
+
+    assert finetune_inputs(["stages/finetune.py", "models/random-base", "data/glue/STS-B"]) == ("random-base", "STS-B")
+    assert finetune_inputs(["models/superlm/base", "metrics/search/base.json"]) == (None, None)
+    figures = [(2000, 0.05), (5000, 1.4), (None, 0.5), (2000, None), (None, None), (5000, 0.05)]
+    est = estimate_work(figures)
+    # medians of the known figures: 3500 examples, 0.275 GFLOPs
+    assert [e.work for e in est] == pytest.approx([100, 7000, 3500 * 0.5, 2000 * 0.275, 3500 * 0.275, 250])
+    assert [e.missing for e in est] == [(), (), ("examples",), ("gflops",), ("examples", "gflops"), ()]
+    jobs = [Job(f"j{i}", "true", ".") for i in range(len(figures))]
+    assert [j.stage for j, _ in longest_first(jobs, est)] == ["j1", "j2", "j4", "j3", "j5", "j0"]
+    # no figure at all (not fine-tuning jobs): every estimate alike, the order unchanged
+    none = estimate_work([(None, None)] * 3)
+    assert [e.work for e in none] == [1.0] * 3 and [e.describe() for e in none] == ["no figures"] * 3
+    assert [j.stage for j, _ in longest_first(jobs[:3], none)] == ["j0", "j1", "j2"]
+    assert estimate_work([(3, None), (5, None)])[1].work == 5  # a kind no job has changes no order
+
+
+def test_dry_lists_the_jobs_longest_first_from_the_upstream_files(glue_project):
+    res = _pool(glue_project, "finetune@*", "--gpus", "3,5", "--jobs-per-gpu", "2", "--dry")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "run 4 at once (GPUs 3,5, at most 2 per GPU)" in res.stdout
+    rows = [line.split(None, 2)[1:] for line in _listed(res.stdout)]
+    # known GFLOPs 1.4 1.4 0.5 0.5 0.05 x4: median 0.275 for mystery; equals keep dvc.yaml's order
+    assert [stage for stage, _ in rows] == [
+        "finetune@teacher-CoLA", "finetune@teacher-SST-2", "finetune@small-CoLA", "finetune@mystery-CoLA",
+        "finetune@small-SST-2", "finetune@mystery-SST-2", "finetune@tiny-CoLA", "finetune@random-tiny-CoLA",
+        "finetune@tiny-SST-2", "finetune@random-tiny-SST-2"]
+    info = dict(rows)
+    assert info["finetune@teacher-CoLA"].split() == ["7,000", "(5000", "examples", "x", "1.4", "GFLOPs)"]
+    assert "2000 examples x 0.5 GFLOPs" in info["finetune@small-SST-2"]  # from metrics/glue/small
+    assert "5000 examples x 0.05 GFLOPs" in info["finetune@random-tiny-CoLA"]  # its student's
+    assert "5000 examples x ~0.275 GFLOPs" in info["finetune@mystery-CoLA"]
+
+
+def test_dry_keeps_dvc_yaml_order_for_stages_without_figures(project):
+    res = _pool(project, "job@*", "--gpus", "none", "--dry")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = [line.split() for line in _listed(res.stdout)]
+    assert [r[1] for r in rows] == ["job@a", "job@b", "job@c", "job@d"]
+    assert all("no figures" in " ".join(r) for r in rows)
+
+
+def test_several_jobs_per_gpu_start_longest_first_pinned_round_robin(glue_project):
+    (glue_project / "data/glue/CoLA/task.json").write_text("{}")  # a missing figure: the task's examples
+    res = _pool(glue_project, "finetune@*-CoLA", "--gpus", "3,5", "--jobs-per-gpu", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "running them 4 at once (GPUs 3,5, at most 2 per GPU), longest first" in res.stdout
+    started = _started(res.stdout)
+    runs_models = ("teacher", "small", "mystery", "tiny", "random-tiny")  # by GFLOPs: 1.4, 0.5, ~0.275, 0.05, 0.05
+    assert [stage for stage, _ in started] == [f"finetune@{m}-CoLA" for m in runs_models]
+    assert [where for _, where in started[:4]] == ["GPU 3", "GPU 5", "GPU 3", "GPU 5"]  # slots round-robin
+    runs = {r["item"]: r for r in (json.loads(f.read_text()) for f in (glue_project / "out").glob("*.json"))}
+    assert {r["gpu"] for r in runs.values()} == {"3", "5"}
+    assert {stage: f"GPU {runs[stage.split('@')[1]]['gpu']}" for stage, _ in started} == dict(started)  # as announced
+    peaks = [_peak([r for r in runs.values() if r["gpu"] == gpu]) for gpu in ("3", "5")]
+    assert max(peaks) == 2  # two jobs at once on a GPU, never more
+    assert _stale(glue_project, *[f"finetune@{m}-CoLA" for m in runs_models]) == set()  # all committed
+
+
+def test_slots_default_to_gpus_times_jobs_per_gpu_and_envs_go_round_robin():
+    from autodistil.stage_pool import slots, worker_envs
+
+    assert slots(["0", "1"], None, None) == 2 and slots(["0", "1"], None, 3) == 6 and slots([], None, 4) == 2
+    assert slots(["0", "1"], 5, None) == 5 and slots(["0", "1"], 3, 2) == 3  # --workers alone: as before
+    with pytest.raises(SystemExit, match="jobs-per-gpu"):
+        slots(["0", "1"], 5, 2)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in worker_envs(6, ["0", "1", "2"])] == ["0", "1", "2", "0", "1", "2"]

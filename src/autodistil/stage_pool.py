@@ -1,4 +1,4 @@
-"""Run DVC stages concurrently: the fine-tuning jobs across GPUs (or CPU cores), longest first, each with its own outputs.
+"""Run DVC stages at once, longest first: the fine-tuning jobs across GPUs (or CPU cores), each with its own outputs.
 
     python -m autodistil.stage_pool 'finetune@*' [--gpus 0,1,2,3 | auto | none] [--jobs-per-gpu N] [--workers N]
                                                   [--force] [--dry]
@@ -10,9 +10,10 @@ one GPU that way. This runner
 2. asks `dvc status` which matched stages changed (``--force``: all of them), and runs each as its own process,
    the stage's own command from dvc.yaml, at most N at once (``--workers``; default: GPUs x ``--jobs-per-gpu``),
    the longest first: ordered by an estimate of their work (:func:`estimate_work`: training examples x the
-   model's GFLOPs, read from the upstream stages' files; dvc.yaml order among equals and for stages without
-   figures). On GPUs each worker slot is pinned to one GPU, round-robin (``CUDA_VISIBLE_DEVICES``), so a GPU
-   runs at most ``--jobs-per-gpu`` jobs at once; on CPU each job gets its share of the cores (``OMP_NUM_THREADS``);
+   model's GFLOPs, read from the upstream stages' files; a missing figure counts as the median of the others',
+   equals keep dvc.yaml's order). On GPUs each worker slot is pinned to one GPU, round-robin
+   (``CUDA_VISIBLE_DEVICES``), so a GPU runs at most ``--jobs-per-gpu`` jobs at once; on CPU each job gets its
+   share of the cores (``OMP_NUM_THREADS``);
 3. records each job that succeeds with `dvc commit`, one commit at a time (DVC's run-cache is not filled, as it
    would be by `dvc repro`).
 
@@ -20,8 +21,8 @@ The matched stages must not depend on each other (checked). Every job keeps its 
 run (the stage scripts do that themselves); its output goes to ``.dvc/tmp/stage_pool/<stage>.log``. A job that
 fails is reported with its log's last lines and left uncommitted; the others go on, and the runner exits 1.
 SIGTERM or Ctrl-C stops the running jobs and commits nothing more. Afterwards `dvc repro` finds the jobs up to
-date and runs what comes downstream (the report). Stages must write their outputs themselves (DVC does not clear them first
-here), as every stage of this project does, atomically.
+date and runs what comes downstream (the report). Stages must write their outputs themselves (DVC does not clear
+them first here), as every stage of this project does, atomically.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ import fnmatch
 import json
 import math
 import os
+import queue
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,13 +56,11 @@ class Job:
 
 
 def _dep_paths(stage, root: Path) -> tuple[str, ...]:
+    """A stage's dependencies relative to ``root`` (not resolved: DVC may link outputs into its cache)."""
     paths = []
     for dep in stage.deps:
-        path = Path(stage.wdir, str(dep.def_path))
-        try:
-            paths.append(path.resolve().relative_to(root.resolve()).as_posix())
-        except ValueError:  # outside the repository (or not a path)
-            paths.append(str(dep.def_path))
+        rel = os.path.relpath(os.path.normpath(os.path.join(stage.wdir, str(dep.def_path))), root)
+        paths.append(str(dep.def_path) if rel.startswith("..") else Path(rel).as_posix())
     return tuple(paths)
 
 
@@ -112,17 +111,21 @@ RESULTS = "metrics/glue"  # metrics/glue/<model>/<task>.json: costs (an earlier 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A job's work: training examples x the model's GFLOPs (a forward of one sequence; see :func:`estimate_work`)."""
+    """A job's work: training examples x the model's GFLOPs (one sequence's forward; see :func:`estimate_work`)."""
 
-    examples: float | None  # as found (None: no figure)
-    gflops: float | None
-    work: float  # examples x GFLOPs, each missing figure replaced by the median of the other jobs'
+    examples: float  # as found, or (when in ``missing``) the median of the other jobs' figures
+    gflops: float
+    missing: tuple[str, ...] = ()  # "examples", "gflops": the figures not found, filled in
 
-    def describe(self, fill_examples: float, fill_gflops: float) -> str:
-        if self.examples is None and self.gflops is None:
+    @property
+    def work(self) -> float:
+        return self.examples * self.gflops
+
+    def describe(self) -> str:
+        if len(self.missing) == 2:
             return "no figures"
-        ex = f"{self.examples:.0f}" if self.examples is not None else f"~{fill_examples:.0f}"
-        gf = f"{self.gflops:.3g}" if self.gflops is not None else f"~{fill_gflops:.3g}"
+        ex = ("~" if "examples" in self.missing else "") + f"{self.examples:.0f}"
+        gf = ("~" if "gflops" in self.missing else "") + f"{self.gflops:.3g}"
         return f"{ex} examples x {gf} GFLOPs"
 
 
@@ -184,7 +187,7 @@ def fill_value(figures: Iterable[float | None]) -> float:
 
 
 def estimate_work(figures: list[tuple[float | None, float | None]]) -> list[Estimate]:
-    """Each job's work from its (training examples, model GFLOPs): their product.
+    """Each job's work from its (training examples, model GFLOPs), None where a figure is missing: their product.
 
     A missing figure counts as the median of the other jobs' figures of its kind (neither first nor last); a
     stage without either (not a fine-tuning job) thus gets a middling estimate, and when no job has a figure of
@@ -192,7 +195,8 @@ def estimate_work(figures: list[tuple[float | None, float | None]]) -> list[Esti
     """
     fill_ex = fill_value(ex for ex, _ in figures)
     fill_gf = fill_value(gf for _, gf in figures)
-    return [Estimate(ex, gf, (ex if ex is not None else fill_ex) * (gf if gf is not None else fill_gf))
+    return [Estimate(fill_ex if ex is None else ex, fill_gf if gf is None else gf,
+                     tuple(kind for kind, f in (("examples", ex), ("gflops", gf)) if f is None))
             for ex, gf in figures]
 
 
@@ -209,10 +213,8 @@ def by_work(root: Path, jobs: list[Job]) -> list[tuple[Job, Estimate]]:
 
 def describe_order(ordered: list[tuple[Job, Estimate]]) -> list[str]:
     """One line per job, in start order: its estimated work and the figures it came from."""
-    fill_ex = fill_value(e.examples for _, e in ordered)
-    fill_gf = fill_value(e.gflops for _, e in ordered)
     width = max((len(job.stage) for job, _ in ordered), default=0)
-    return [f"{i:4d}. {job.stage:<{width}}  {est.work:>12,.0f}  ({est.describe(fill_ex, fill_gf)})"
+    return [f"{i:4d}. {job.stage:<{width}}  {est.work:>12,.0f}  ({est.describe()})"
             for i, (job, est) in enumerate(ordered, 1)]
 
 
@@ -247,12 +249,13 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
     """Run ``jobs`` in their order on len(envs) worker slots; commit each success. Returns (job, exit status) in
     finish order.
 
-    One thread per slot takes the next job from the list whenever its own job is done, so the jobs start in the
-    given order and each slot keeps its environment (its GPU).
+    Each job in turn waits for a free slot (the first ones take slots 0, 1, ... in order) and runs with that slot's
+    environment (its GPU); the slot is free again as soon as the job's process ends.
     """
     logs.mkdir(parents=True, exist_ok=True)
-    pending = deque(jobs)
-    take_lock = threading.Lock()  # jobs leave the list, and are announced, in order
+    free: queue.Queue[int] = queue.Queue()
+    for i in range(len(envs)):
+        free.put(i)
     commit_lock = threading.Lock()  # the DVC repository lock admits one writer
     running: set[subprocess.Popen] = set()
     stopping = threading.Event()
@@ -275,18 +278,23 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
                 if threading.current_thread() is threading.main_thread() else {})
     bar = tqdm(total=len(jobs), desc="stages", unit="stage")
 
-    def one(job: Job, env_slot: dict[str, str]) -> None:
-        env = {**os.environ, **env_slot, "DVC_ROOT": str(root)}
-        t0 = time.perf_counter()
-        log = logs / f"{job.stage}.log"
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(job.cmd, shell=True, cwd=job.wdir, env=env, stdout=fh,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            running.add(proc)
-            if stopping.is_set():  # stopped while it started: the handler may not have seen it
-                kill(proc, signal.SIGTERM)
-            rc = proc.wait()
-            running.discard(proc)
+    def one(job: Job, slot: int) -> None:
+        try:
+            if stopping.is_set():
+                return
+            env = {**os.environ, **envs[slot], "DVC_ROOT": str(root)}
+            t0 = time.perf_counter()
+            log = logs / f"{job.stage}.log"
+            with open(log, "w") as fh:
+                proc = subprocess.Popen(job.cmd, shell=True, cwd=job.wdir, env=env, stdout=fh,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+                running.add(proc)
+                if stopping.is_set():  # stopped while it started: the handler may have missed it
+                    kill(proc, signal.SIGTERM)
+                rc = proc.wait()
+                running.discard(proc)
+        finally:
+            free.put(slot)  # the next job may start while this one is committed
         seconds = time.perf_counter() - t0
         if rc == 0 and not stopping.is_set():
             with commit_lock:
@@ -302,22 +310,20 @@ def run_pool(root: Path, jobs: list[Job], envs: list[dict[str, str]], logs: Path
         done.append((job, rc))
         bar.update(1)
 
-    def worker(slot: int) -> None:
-        env_slot = envs[slot]
-        where = (f"GPU {env_slot['CUDA_VISIBLE_DEVICES']}" if env_slot.get("CUDA_VISIBLE_DEVICES")
-                 else f"CPU x{env_slot.get('OMP_NUM_THREADS', '?')}")
-        while True:
-            with take_lock:
-                if stopping.is_set() or not pending:  # stopped: the jobs not yet started never start
-                    return
-                job = pending.popleft()
-                tqdm.write(f"start  {job.stage} ({where})")
-            one(job, env_slot)
-
-    try:
-        with ThreadPoolExecutor(max_workers=len(envs)) as ex:
-            for future in [ex.submit(worker, slot) for slot in range(len(envs))]:
-                future.result()
+    try:  # twice the slots in threads: a job whose process ended may still be committing when the next one starts
+        with ThreadPoolExecutor(max_workers=2 * len(envs)) as ex:
+            futures = []
+            for job in jobs:  # in order: the longest first
+                slot = free.get()
+                if stopping.is_set():  # stopped: the jobs not yet started never start
+                    break
+                env = envs[slot]
+                place = (f"GPU {env['CUDA_VISIBLE_DEVICES']}" if env.get("CUDA_VISIBLE_DEVICES")
+                         else f"CPU x{env.get('OMP_NUM_THREADS', '?')}")
+                tqdm.write(f"start  {job.stage} ({place})")
+                futures.append(ex.submit(one, job, slot))
+            for future in futures:
+                future.result()  # a runner error surfaces here
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -341,7 +347,8 @@ def slots(gpus: list[str], workers: int | None, jobs_per_gpu: int | None) -> int
     return workers
 
 
-def where(workers: int, gpus: list[str]) -> str:
+def placement(workers: int, gpus: list[str]) -> str:
+    """Where the jobs run, in words."""
     if not gpus:
         return "CPU"
     per_gpu = -(-workers // len(gpus))
@@ -370,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs, upstream = plan(root, args.pattern)
     if args.dry:
         print(f"upstream (dvc repro): {' '.join(upstream) or '-'}")
-        print(f"{len(jobs)} stage(s) matched; the changed ones run {workers} at once ({where(workers, gpus)}), "
-              f"in this order (estimated work: training examples x GFLOPs; ~ a missing figure, the median):")
+        print(f"{len(jobs)} stage(s) matched; the changed ones run {workers} at once ({placement(workers, gpus)}), "
+              "longest first:\n      stage, estimated work = training examples x GFLOPs (~: not found, the median)")
         print("\n".join(describe_order(by_work(root, jobs))))
         return 0
     if upstream:
@@ -379,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         if _dvc("repro", *upstream, root=root).returncode != 0:
             raise SystemExit("error: the upstream stages failed (see above); nothing was run concurrently")
     todo = [job for job, _ in by_work(root, jobs if args.force else changed(root, jobs))]  # figures now up to date
-    print(f"{len(todo)} of {len(jobs)} matched stage(s) {'forced' if args.force else 'changed'}; running them {workers} "
-          f"at once ({where(workers, gpus)}), longest first", flush=True)
+    print(f"{len(todo)} of {len(jobs)} matched stage(s) {'forced' if args.force else 'changed'}; "
+          f"running them {workers} at once ({placement(workers, gpus)}), longest first", flush=True)
     results = run_pool(root, todo, worker_envs(workers, gpus), root / ".dvc" / "tmp" / "stage_pool")
     failed = [job.stage for job, rc in results if rc != 0]
     if failed:
