@@ -10,8 +10,8 @@
 #    search seconds per candidate, fine-tuning examples/s;
 # 3. the paper profile's dry run (configs/paper_dry_run.py: every stage of configs/paper.yaml, CUDA chosen by
 #    `device: auto`), when the raw data is there (data/raw/corpus, data/raw/glue: `dvc pull`, see README).
-# Each part has its own time limit; a part that fails is reported and the next one still runs. Exit status: the
-# number of failed parts.
+# Each part has its own time limit (90 + 150 + 240 s: the check ends within 8 minutes plus start-up); a part that
+# fails is reported and the next one still runs. Exit status: the number of failed parts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/gpu_check}
@@ -42,12 +42,13 @@ part() {  # part NAME SECONDS COMMAND...
   fi
 }
 
-part pytest_gpu 120 python -m pytest -m gpu -q -p no:cacheprovider
+rm -f "$OUT/gpu.json"  # no figures of an earlier run
+part pytest_gpu 90 python -m pytest -m gpu -q -p no:cacheprovider
 tail -n 3 "$OUT/pytest_gpu.log"
-part bench_gpu 180 python bench/gpu.py --device cuda --out "$OUT/gpu.json"
+part bench_gpu 150 python bench/gpu.py --device cuda --out "$OUT/gpu.json"
 [ -f "$OUT/gpu.json" ] && cat "$OUT/gpu.json"
 if [ -d data/raw/corpus ] && [ -d data/raw/glue ]; then
-  part paper_dry_run 300 python configs/paper_dry_run.py
+  part paper_dry_run 240 python configs/paper_dry_run.py
   tail -n 12 "$OUT/paper_dry_run.log"
 else
   echo "== paper_dry_run skipped: data/raw/corpus and data/raw/glue are not here (dvc pull, see README Data)"

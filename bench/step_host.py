@@ -12,7 +12,10 @@ step (2,048 blocks of 128 tokens, 8 ranks: 256 rows per rank), as the median ove
 - ``after``: :class:`autodistil.sampling.DataOrder` (an epoch's permutation built once), steady state, plus
   the one step per epoch that builds the permutation (``epoch_start_ms``) and its share spread over the epoch.
 
-On the CPU there is no device sync to count: the step has none outside logging steps (tests/test_train.py).
+The sparse file makes this the host's CPU work alone: on a real corpus that is not in the page cache, each of
+a step's rows is also one random 4 KiB read from storage (256 per rank per step; with ``MADV_RANDOM``, no
+read-around). On the CPU there is no device sync to count; on a GPU, tests/test_gpu.py runs the non-logging
+steps with CUDA's sync debug mode set to error.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@
 Reads params.yaml (teacher.source, mlflow.experiment, superlm.*), partition/subspaces.json and the corpus
 blocks (data/corpus). Writes models/superlm/<subspace>/ (the SuperLM), metrics/superlm/<subspace>.json
 (held-out relation loss of the largest, a middle and the smallest candidate before and after training)
-and plots/superlm/<subspace>.csv (the loss curve). Checkpoints go to checkpoints/superlm/<subspace>/: a
-re-run after an interruption resumes from the last one; a finished run removes it.
+and plots/superlm/<subspace>.csv (the loss curve). Checkpoints go to checkpoints/superlm/<subspace>/<config hash>/:
+a re-run after an interruption resumes from the last one; a finished run removes it.
 """
 
 import argparse

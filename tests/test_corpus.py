@@ -399,3 +399,23 @@ def test_blocks_open_as_a_read_only_memmap_advised_for_random_reads(tmp_path):
         mapping = smaps.read_text().split(str(tmp_path / "train.npy"), 1)[1]
         flags = next(line for line in mapping.splitlines() if line.startswith("VmFlags:")).split()
         assert "rr" in flags, flags
+
+
+def _killed_worker(texts):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_that_dies_fails_the_preparation_instead_of_hanging(tmp_path, tiny_tokenizer, monkeypatch):
+    """A tokenising process killed from outside (the OOM killer, SIGKILL) ends the stage with an error."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from autodistil import corpus
+
+    monkeypatch.setattr(corpus, "_worker_token_ids", _killed_worker)  # the forked workers inherit the patch
+    with pytest.raises(BrokenProcessPool):
+        write_blocks(iter(make_docs(200)), tiny_tokenizer, tmp_path / "data" / "corpus", seq_len=16,
+                     train_tokens=16 * 40, heldout_blocks=4, workers=2, progress=False)
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())

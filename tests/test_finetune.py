@@ -265,8 +265,8 @@ def test_finetuning_under_bf16_matches_fp32_on_cuda(task_dir, model_dir, monkeyp
     from autodistil import finetune as finetune_module
 
     cfg = FinetuneConfig(lr=1e-3, epochs=1, batch_size=8, max_steps=6, device="cuda")
+    previous = torch.get_float32_matmul_precision()  # before the mixed run, which turns TF32 on
     mixed = finetune(model_dir, task_dir, cfg)
-    previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     monkeypatch.setattr(finetune_module, "mixed_precision", lambda device: contextlib.nullcontext())
     try:

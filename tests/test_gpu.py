@@ -22,6 +22,7 @@ AUTOCAST_RTOL = 2e-2
 
 
 def test_superlm_step_under_bf16_autocast_matches_fp32():
+    torch.set_float32_matmul_precision("highest")  # the fp32 reference in full fp32, whatever ran before
     teacher = tiny_teacher().cuda()
     # no dropout: bf16 and fp32 kernels draw their masks differently, and the test compares precision only
     superlm = tiny_superlm(teacher, tiny_subspace(), hidden_dropout=0.0, attention_dropout=0.0).cuda().train()
@@ -74,8 +75,8 @@ def test_heldout_scoring_under_bf16_matches_fp32(monkeypatch):
     spec = DistillSpec(relation_heads=teacher.config.num_attention_heads)
     blocks = np.random.default_rng(1).integers(1, VOCAB, (32, 16))
     archs = [Arch(2, 2, 32, 48, 16), Arch(1, 2, 32, 48, 16), Arch(3, 4, 64, 96, 16)]
+    previous = torch.get_float32_matmul_precision()  # before the mixed run, which turns TF32 on
     mixed = [HeldOut(teacher, blocks, spec, 8, "cuda").losses(superlm, a) for a in archs]
-    previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     monkeypatch.setattr(distill, "mixed_precision", lambda device: contextlib.nullcontext())
     try:
@@ -85,3 +86,30 @@ def test_heldout_scoring_under_bf16_matches_fp32(monkeypatch):
     for m, e in zip(mixed, exact):
         assert m["relation"] == pytest.approx(e["relation"], rel=SCORING_RTOL, abs=1e-4)
         assert m["hidden"] == pytest.approx(e["hidden"], rel=SCORING_RTOL, abs=1e-4)
+
+
+def test_training_steps_do_not_sync_with_the_host_outside_logging_steps(tmp_path):
+    """A non-logging SuperLM step on CUDA never waits for the GPU: data order, batch copy (pinned, asynchronous),
+    teacher, students, backward, clipping and AdamW run with CUDA's sync debug mode set to error; the last step,
+    which logs and checkpoints, reads its figures as usual."""
+    from autodistil.sampling import SubnetSampler
+    from autodistil.train import train_superlm
+    from tiny import training_blocks, training_setup
+
+    teacher, superlm, sampler, cfg = training_setup(max_steps=4, log_every=100, checkpoint_every=100)
+    total = cfg.max_steps
+
+    class StrictSampler(SubnetSampler):  # called first in every step: the strict mode covers steps 0 .. total-2
+        def __call__(self, step):
+            torch.cuda.set_sync_debug_mode("default")
+            torch.cuda.synchronize()  # the previous step's work done: what follows is this step's alone
+            torch.cuda.set_sync_debug_mode("error" if step < total - 1 else "default")
+            return super().__call__(step)
+
+    strict = StrictSampler(sampler.candidates, sampler.largest, sampler.smallest, "sandwich", 2, seed=0)
+    try:
+        result = train_superlm(superlm, teacher.cuda(), training_blocks(), strict, cfg, tmp_path,
+                               device=torch.device("cuda"), progress=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert result.steps == total and len(result.history) == 1

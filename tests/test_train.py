@@ -317,15 +317,21 @@ def test_two_launchers_train_together_and_resume_without_a_shared_checkpoint_fol
 
     def run_nodes(*extra: str) -> list[int]:
         procs = []
-        for node in (0, 1):
-            (tmp_path / f"node{node}").mkdir(exist_ok=True)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "autodistil.launch", "--params", str(tmp_path / "params.yaml"), "--node-rank",
-                 str(node), str(tests / "ddp_node.py"), "--checkpoints", str(tmp_path / f"node{node}" / "ckpt"),
-                 "--out", str(tmp_path / f"node{node}"), *extra], env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True))
-        codes = [p.wait(timeout=240) for p in procs]
-        return codes
+        try:
+            for node in (0, 1):
+                folder = tmp_path / f"node{node}"
+                folder.mkdir(exist_ok=True)
+                with (folder / "launch.log").open("a") as log:  # a file, not a pipe that could fill up
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "autodistil.launch", "--params", str(tmp_path / "params.yaml"),
+                         "--node-rank", str(node), str(tests / "ddp_node.py"), "--checkpoints", str(folder / "ckpt"),
+                         "--out", str(folder), *extra], env=env, stdout=log, stderr=subprocess.STDOUT))
+            return [p.wait(timeout=240) for p in procs]
+        finally:
+            for p in procs:  # a hang or a failed assertion leaves no launcher behind
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     assert run_nodes("--stop-after-checkpoints", "1") != [0, 0]  # both stopped after step 2's checkpoint
     assert torch.load(_run_folder(tmp_path / "node0" / "ckpt") / "last.pt", weights_only=False)["step"] == 2
@@ -359,6 +365,12 @@ def test_a_changed_weight_param_never_overwrites_the_old_checkpoint(tmp_path, ca
                            TrainConfig(**{**cfg.__dict__, "micro_batch_size": 2, "log_every": 3, "device": "cpu"}),
                            tmp_path, progress=False)
     assert result.resumed_from == 2 and result.checkpoint_dir == old
+    # a teacher ordered otherwise (its importance re-measured on other hardware, a near-tie broken the other way)
+    # is another configuration: the run starts afresh rather than resume against a differently permuted teacher
+    _, reordered, _, _ = _setup()
+    result = train_superlm(reordered, teacher, _blocks(), sampler, cfg, tmp_path, progress=False,
+                           extra_config={"teacher_order": "another"})
+    assert result.resumed_from == 0 and result.checkpoint_dir not in (old,)
 
 
 def test_superlm_job_builds_trains_reports_and_saves(tmp_path):

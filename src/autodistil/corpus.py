@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,18 +296,23 @@ def _tokenised(chunks: Iterator[tuple[Any, list[str]]], tokenizer, dtype: np.dty
         for tag, texts in chunks:
             yield tag, *_token_ids(tokenizer, texts, dtype)
         return
-    # fork: workers inherit the loaded tokenizer instead of importing torch and transformers again (seconds each)
+    # fork: workers inherit the loaded tokenizer instead of importing torch and transformers again (seconds each).
+    # An executor, not a multiprocessing.Pool: a worker that dies (OOM killer, SIGKILL) fails the stage with
+    # BrokenProcessPool instead of leaving it waiting for that chunk forever.
     ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ctx.Pool(workers, _start_worker, (tokenizer, dtype)) as pool:  # leaving it terminates the workers
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(tokenizer, dtype))
+    try:
         ahead: deque = deque()
         for tag, texts in chunks:
-            ahead.append((tag, pool.apply_async(_worker_token_ids, (texts,))))
+            ahead.append((tag, pool.submit(_worker_token_ids, texts)))
             if len(ahead) >= 2 * workers:
                 tag, result = ahead.popleft()
-                yield tag, *result.get()
+                yield tag, *result.result()
         while ahead:
             tag, result = ahead.popleft()
-            yield tag, *result.get()
+            yield tag, *result.result()
+    finally:  # also on an error or an interruption: queued chunks are dropped, the workers end
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _documents_ids(documents: Iterator[str], tokenizer, dtype: np.dtype, opts: CorpusOptions,

@@ -158,6 +158,14 @@ def _collate(rows, pad_id: int, regression: bool) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
 
 
+def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """The batch on ``device``; to a GPU from pinned memory, asynchronously (a copy from pageable memory would make
+    the host wait for every queued kernel, i.e. a sync per step)."""
+    if torch.device(device).type != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def load_classifier(model, num_labels: int, regression: bool, random_init: bool = False):
     """A sequence classifier (pooled [CLS] -> dropout -> linear) from a model folder or an in-memory encoder.
 
@@ -191,7 +199,7 @@ def evaluate(clf, dataset, spec, batch_size: int = 64, device="cpu") -> dict[str
         batch = _collate(rows, pad, spec.is_regression)
         labels = batch.pop("labels")
         with mixed_precision(device):  # bf16 on CUDA; the metrics from fp32 logits
-            logits = clf(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+            logits = clf(**to_device(batch, device)).logits.float().cpu()
         preds.append(logits[:, 0] if spec.is_regression else logits.argmax(-1))
         gold.append(labels)
     return compute_metrics(spec, torch.cat(preds).numpy(), torch.cat(gold).numpy())
@@ -267,7 +275,7 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
                 break
             batch = _collate([train[int(j)] for j in rows], pad, spec.is_regression)
             with mixed_precision(device):  # bf16 on CUDA (the loss itself is fp32 under autocast)
-                loss = clf(**{k: v.to(device) for k, v in batch.items()}).loss
+                loss = clf(**to_device(batch, device)).loss
             loss.backward()
             opt.step()
             sched.step()

@@ -21,6 +21,8 @@ summed over). Ties are broken by the original index, so the order is determinist
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +63,13 @@ class Order:
 
     def to_dict(self) -> dict:
         return {"channels": self.channels, "heads": self.heads, "neurons": self.neurons}
+
+    def digest(self) -> str:
+        """Identifies the permutation: a checkpoint trained under one teacher order never resumes under another."""
+        h = hashlib.sha256()
+        for t in (self.channels, *self.heads, *self.neurons):
+            h.update(t.to(torch.int64).cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: dict) -> "Order":

@@ -62,8 +62,9 @@ class SuperLMJob:
                    probe_candidates(candidates, largest, smallest), candidates, order, importance, d, device)
 
     def train(self, checkpoint_dir: Path, log: Callable[[dict, int], None] | None = None) -> TrainResult:
+        order = {"teacher_order": self.order.digest()} if self.order is not None else None
         return train_superlm(self.superlm, self.teacher, self.blocks, self.sampler, self.cfg, checkpoint_dir,
-                             self.dist, self.device, log)
+                             self.dist, self.device, log, extra_config=order)
 
     def heldout_report(self) -> Callable[[], dict[str, float]]:
         """A function giving the probes' held-out relation loss; the teacher's targets are computed once, here."""

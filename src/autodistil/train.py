@@ -211,10 +211,12 @@ class TrainResult:
     checkpoint_dir: Path  # this configuration's checkpoint folder (the stage clears it once the model is saved)
 
 
-def run_config(cfg: TrainConfig, superlm: SuperLM, sampler: SubnetSampler) -> dict:
-    """What the trained weights depend on besides the data: a checkpoint resumes only under the same."""
+def run_config(cfg: TrainConfig, superlm: SuperLM, sampler: SubnetSampler, extra: dict | None = None) -> dict:
+    """What the trained weights depend on besides the data (and ``extra``, e.g. the teacher's importance order):
+    a checkpoint resumes only under the same."""
     config = {**{k: v for k, v in asdict(cfg).items() if k not in NOT_WEIGHTS},
-              "superlm": superlm.config.to_dict(), "candidates": sorted(a.name for a in sampler.candidates)}
+              "superlm": superlm.config.to_dict(), "candidates": sorted(a.name for a in sampler.candidates),
+              **(extra or {})}
     return json.loads(json.dumps(config))  # the checkpoint compares plain JSON values
 
 
@@ -244,9 +246,12 @@ def train_superlm(
     device: torch.device = torch.device("cpu"),
     log: Callable[[dict, int], None] | None = None,
     progress: bool = True,
+    extra_config: dict | None = None,
 ) -> TrainResult:
     """Train ``superlm`` in place, resuming from the checkpoint of the same configuration, which lives in its own
-    folder under ``checkpoint_dir`` (a run of another configuration never overwrites it).
+    folder under ``checkpoint_dir`` (a run of another configuration never overwrites it). ``extra_config``: what
+    else the weights depend on (the teacher's importance order: measured again on a resume, on other hardware a
+    near-tie could order it otherwise, and then the run starts afresh rather than resume against another teacher).
 
     ``log(record, step)`` receives the logged metrics every ``cfg.log_every`` steps (rank 0 only).
     """
@@ -255,7 +260,7 @@ def train_superlm(
     seq_len = blocks.shape[1]
     total = cfg.total_steps(seq_len)
     spec = cfg.spec(superlm.config.relation_heads)
-    config = run_config(cfg, superlm, sampler)
+    config = run_config(cfg, superlm, sampler, extra_config)
     folder = run_folder(checkpoint_dir, config)
 
     superlm.to(device).train()
