@@ -232,3 +232,33 @@ def test_params_helpers(tmp_path):
         io.load_params(p)
     with pytest.raises(io.InputError, match="params file not found"):
         io.load_params(tmp_path / "none.yaml")
+
+
+def test_sigterm_while_the_run_is_created_still_ends_it_failed(mlflow_root, monkeypatch):
+    """A SIGTERM that lands inside mlflow.start_run (the run row exists, the `with` body not yet entered) is held
+    until the run is open, so the run ends FAILED instead of staying RUNNING."""
+    import os
+    import signal
+
+    import mlflow
+
+    from autodistil.io import Terminated, _raise_terminated
+    from autodistil.tracking import stage_run
+
+    real, started = mlflow.start_run, []
+
+    def start_and_get_killed(*args, **kwargs):
+        active = real(*args, **kwargs)
+        started.append(active.info.run_id)
+        os.kill(os.getpid(), signal.SIGTERM)  # after the run exists, before stage_run's body
+        return active
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    monkeypatch.setattr(mlflow, "start_run", start_and_get_killed)
+    try:
+        with pytest.raises(Terminated):
+            with stage_run("search@tiny", {"a": 1}, root=mlflow_root):
+                raise AssertionError("the body must not run on")  # pragma: no cover
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(started) == 1 and mlflow.get_run(started[0]).info.status == "FAILED"

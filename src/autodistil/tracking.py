@@ -15,6 +15,7 @@ Browse with ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` from the repo 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -143,11 +144,31 @@ def stage_run(
         "mlflow.source.git.commit": commit,
         **(tags or {}),
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run:
-        if params:
-            flat = flatten(params)
-            mlflow.log_params({k: ("" if v is None else v) for k, v in flat.items()})
-        yield run
+    # SIGTERM waits while the run is being created: arriving inside start_run (the run exists, the `with` not yet
+    # entered) it would leave the run RUNNING forever; delivered at the unblock, it ends the run FAILED
+    deferred = _block_sigterm()
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run:
+            deferred = _unblock_sigterm(deferred)
+            if params:
+                flat = flatten(params)
+                mlflow.log_params({k: ("" if v is None else v) for k, v in flat.items()})
+            yield run
+    finally:
+        _unblock_sigterm(deferred)
+
+
+def _block_sigterm() -> bool:
+    if not hasattr(signal, "pthread_sigmask"):  # not on Windows: nothing to defer
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    return True
+
+
+def _unblock_sigterm(blocked: bool) -> bool:
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    return False
 
 
 def log_metrics(metrics: Mapping[str, Any], prefix: str = "") -> None:
