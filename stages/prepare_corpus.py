@@ -3,7 +3,8 @@
     python stages/prepare_corpus.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, prepare_corpus.*, and the held-out blocks later stages take:
-search.eval_blocks, superlm.eval_blocks, read but not DVC params of the stage: see dvc.yaml), writes data/corpus/ (train.npy, heldout.npy, meta.json) and metrics/corpus.json, both atomically.
+search.eval_blocks, superlm.eval_blocks, read but not DVC params of the stage: see dvc.yaml), writes data/corpus/
+(train.npy, heldout.npy, meta.json) and metrics/corpus.json, both atomically.
 Bad input, or a corpus too small for the later stages: one line on stderr, exit 1, nothing written.
 """
 

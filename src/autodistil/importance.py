@@ -22,7 +22,6 @@ summed over). Ties are broken by the original index, so the order is determinist
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass
 
 import numpy as np

@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,31 +144,28 @@ def stage_run(
         "mlflow.source.git.commit": commit,
         **(tags or {}),
     }
-    # SIGTERM waits while the run is being created: arriving inside start_run (the run exists, the `with` not yet
-    # entered) it would leave the run RUNNING forever; delivered at the unblock, it ends the run FAILED
-    deferred = _block_sigterm()
-    try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run:
-            deferred = _unblock_sigterm(deferred)
-            if params:
-                flat = flatten(params)
-                mlflow.log_params({k: ("" if v is None else v) for k, v in flat.items()})
-            yield run
-    finally:
-        _unblock_sigterm(deferred)
+    with ExitStack() as stack:
+        # a SIGTERM arriving inside start_run (the run created, its end not yet registered) would leave the run
+        # RUNNING forever: it is held until the run's end is on the stack, which then ends the run FAILED
+        with _sigterm_held():
+            run = stack.enter_context(mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags))
+        if params:
+            flat = flatten(params)
+            mlflow.log_params({k: ("" if v is None else v) for k, v in flat.items()})
+        yield run
 
 
-def _block_sigterm() -> bool:
-    if not hasattr(signal, "pthread_sigmask"):  # not on Windows: nothing to defer
-        return False
+@contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """SIGTERM is held inside the block and delivered on leaving it (where the platform can hold signals)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    return True
-
-
-def _unblock_sigterm(blocked: bool) -> bool:
-    if blocked:
+    try:
+        yield
+    finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    return False
 
 
 def log_metrics(metrics: Mapping[str, Any], prefix: str = "") -> None:
