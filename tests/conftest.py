@@ -33,9 +33,9 @@ assert len(TINY_VOCAB) == len(set(TINY_VOCAB)), "duplicate tokens"
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory) -> Path:
-    """A saved tiny BERT WordPiece tokenizer folder (``AutoTokenizer.from_pretrained`` loads it; so does
-    ``autodistil.teacher.load_tokenizer``, so it can stand in as ``teacher.source`` in a test params.yaml)."""
-    from transformers import BertTokenizer
+    """A saved tiny BERT WordPiece tokenizer folder with a BERT config.json beside it (no weights): it stands in
+    as ``teacher.source`` in a test params.yaml wherever only the tokenizer and the teacher's family are read."""
+    from transformers import BertConfig, BertTokenizer
 
     folder = tmp_path_factory.mktemp("tiny_tokenizer")
     vocab = folder / "vocab.txt"
@@ -43,6 +43,8 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     tok = BertTokenizer(vocab=str(vocab), do_lower_case=True)
     assert len(tok) == len(TINY_VOCAB) and tok.convert_tokens_to_ids("cat") == TINY_VOCAB.index("cat")
     tok.save_pretrained(folder)
+    BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=64).save_pretrained(folder)
     return folder
 
 

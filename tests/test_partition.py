@@ -369,7 +369,8 @@ def test_profile_flags():
 
 @pytest.mark.parametrize("teacher, message", [
     ("missing", "no such model folder"),
-    ("not_bert", "not a BERT-like config"),
+    ("not_bert", "is a 'gpt2' model; autodistil supports the model types: bert"),
+    ("bert_without_dims", "its config lacks num_hidden_layers"),
 ])
 def test_a_teacher_that_is_missing_or_not_bert_like_is_named(tmp_path, mlflow_root, monkeypatch, capsys,
                                                              teacher, message):
@@ -381,6 +382,9 @@ def test_a_teacher_that_is_missing_or_not_bert_like_is_named(tmp_path, mlflow_ro
     if teacher == "not_bert":
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2, "n_embd": 64}))
+    if teacher == "bert_without_dims":
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 64}))
     params["teacher"]["source"] = str(folder)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)

