@@ -3,7 +3,7 @@
     python stages/prepare_corpus.py <paths>     (the paths: as dvc.yaml's cmd passes them)
 
 Reads params.yaml (teacher.source, mlflow.experiment, prepare_corpus.*, and the held-out blocks later stages take:
-search.eval_blocks, superlm.eval_blocks, read but not DVC params of the stage: see dvc.yaml), writes data/corpus/
+search.eval_blocks, superlm.eval_blocks, probes.eval_blocks, read but not DVC params of the stage: see dvc.yaml), writes data/corpus/
 (train.npy, heldout.npy, meta.json) and metrics/corpus.json, both atomically.
 Bad input, or a corpus too small for the later stages: one line on stderr, exit 1, nothing written.
 """
@@ -20,8 +20,8 @@ def later_needs(params: dict, source: str):
     than the corpus reads it more than once, and the importance calibration takes what there is.)"""
     from autodistil.corpus import Need
 
-    asks = [Need(int_param(params, k, minimum=1, source=source), k) for k in ("search.eval_blocks", "superlm.eval_blocks")
-            if param(params, k, None) is not None]
+    keys = ("search.eval_blocks", "superlm.eval_blocks", "probes.eval_blocks")
+    asks = [Need(int_param(params, k, minimum=1, source=source), k) for k in keys if param(params, k, None) is not None]
     return {"heldout": max(asks, key=lambda n: n.blocks)} if asks else {}
 
 

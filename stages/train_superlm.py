@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> None:
     experiment = param(params, "mlflow.experiment", default="autodistil")
 
     from autodistil.checkpoint import clear_checkpoints
+    from autodistil.compute import sampled_flops
     from autodistil.partition import load_subspace
     from autodistil.superlm_job import SuperLMJob
 
@@ -110,6 +111,9 @@ def run(args: argparse.Namespace) -> None:
             "steps": result.steps,
             "resumed_from_step": result.resumed_from,
             "tokens": result.steps * cfg.batch_size * job.blocks.shape[1],
+            # what the sampled sub-networks cost to train (forward + backward): the unit ablations hold equal
+            "train_flops": sampled_flops(job.sampler, result.steps, cfg.batch_size, job.blocks.shape[1],
+                                         cfg.hidden_weight > 0),
             "train_seconds": round(result.seconds, 1),
             "tokens_per_second": round(result.tokens_per_second, 1),
             "world_size": job.dist.world,

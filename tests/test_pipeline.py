@@ -24,6 +24,7 @@ MICRO = {
     "superlm": {"batch_size": 4, "max_tokens": 1024, "checkpoint_every": 1, "log_every": 1, "eval_blocks": 8,
                 "eval_batch_size": 8},
     "search": {"eval_blocks": 8, "max_candidates": 4, "latency": {"warmup": 0, "repeats": 1}},
+    "probes": {"eval_blocks": 8, "batch_size": 8, "per_band": 1},
     "finetune": {"models": ["teacher", "tiny", "random-tiny"], "epochs": 2, "max_steps": 3, "batch_size": 8},
 }
 

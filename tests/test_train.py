@@ -225,7 +225,7 @@ def test_bad_training_params_are_clear_errors():
         TrainConfig.from_params({"max_steps": 1, "device": "tpu"})
     with pytest.raises(InputError, match="batch_size must be an integer"):
         TrainConfig.from_params({"max_steps": 1, "batch_size": 2.5})
-    for steps in (0, -3):  # a budget of no steps is refused before anything runs
+    for steps in (-3,):  # a negative budget is refused before anything runs (0 is no training: the ablations')
         with pytest.raises(InputError, match=f"superlm budget gives {steps} steps"):
             TrainConfig.from_params({"max_steps": steps}).total_steps(128)
     with pytest.raises(InputError, match="superlm budget gives 0 steps"):

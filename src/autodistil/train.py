@@ -122,6 +122,10 @@ class TrainConfig:
         return cfg
 
     def total_steps(self, seq_len: int) -> int:
+        """Optimiser steps of the budget. A budget of exactly 0 (``max_steps: 0`` or ``max_tokens: 0``) is no
+        training: the SuperLM stays the (importance-ordered) teacher's slices, the baseline of the ablations."""
+        if 0 in (self.max_steps, self.max_tokens):
+            return 0
         steps = self.max_steps if self.max_steps is not None else self.max_tokens // (self.batch_size * seq_len)
         if steps < 1:
             raise InputError(f"superlm budget gives {steps} steps (max_tokens {self.max_tokens}, batch "

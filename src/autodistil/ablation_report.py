@@ -1,0 +1,227 @@
+"""docs/ablations.md from the study's DVC experiments: probe scores and, where fine-tuned, GLUE with its spread.
+
+The input is ``dvc exp show --json`` (every experiment's params and metrics files). Experiments are matched to
+arms by their names (``abl-<arm>-<scale>-s<seed>``, as :mod:`autodistil.ablations` queues them). A difference
+between an arm and the reference counts as beyond the spread when it exceeds both arms' seed ranges
+(max - min over seeds); with a single run on both sides there is no spread to compare with, and the table says so.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from .io import InputError
+
+PROBES = "metrics/probes.json"
+SUMMARY = "metrics/summary.json"
+
+
+def experiments(shown) -> Iterator[tuple[str, dict]]:
+    """(name, {metrics file: data}) of every experiment in ``dvc exp show --json`` output (DVC 3's nesting:
+    commits, each with ``experiments`` whose ``revs`` carry the data)."""
+    if isinstance(shown, list):
+        for node in shown:
+            yield from experiments(node)
+    elif isinstance(shown, dict):
+        data = shown.get("data")
+        name = shown.get("name") or (data or {}).get("name")
+        if isinstance(data, dict) and name and "metrics" in data:
+            metrics = {path: (m or {}).get("data") for path, m in (data.get("metrics") or {}).items()}
+            yield name, {k: v for k, v in metrics.items() if v is not None}
+        for key in ("experiments", "revs"):
+            if shown.get(key):
+                yield from experiments(shown[key])
+
+
+def _need(metrics: Mapping, path: str, exp: str, *keys):
+    """``metrics[path][keys...]``, or a one-line error naming the experiment and what it lacks."""
+    value = metrics.get(path)
+    for k in keys:
+        value = value.get(k) if isinstance(value, Mapping) else None
+    if value is None:
+        what = path + "".join(f"[{k!r}]" for k in keys)
+        raise InputError(f"experiment {exp} lacks {what} (did it run to its last stage? `dvc exp show` lists it)")
+    return value
+
+
+class Spread:
+    """Mean, standard deviation and range of one measure over an arm's runs."""
+
+    def __init__(self, values: Sequence[float]):
+        self.values = list(values)
+        self.mean = statistics.fmean(self.values)
+        self.std = statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+        self.range = max(self.values) - min(self.values)
+
+    def text(self, digits: int = 3) -> str:
+        if len(self.values) == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+    def beyond(self, ref: "Spread") -> str:
+        """Whether the difference to ``ref`` exceeds both seed ranges."""
+        if len(self.values) == 1 and len(ref.values) == 1:
+            return "no spread (single runs)"
+        return "yes" if abs(self.mean - ref.mean) > max(self.range, ref.range) else "no"
+
+
+def collect(study, shown) -> dict:
+    """{(arm, scale): {"seeds": [...], "relation", "cka", "flops", "by_band": {band: {"relation", "cka"}},
+    "glue": {student: {task: [scores], "retention": [values]}}}} from the experiments of the study's arms."""
+    from .ablations import NAME
+
+    out: dict = defaultdict(lambda: {"seeds": [], "relation": [], "cka": [], "flops": [], "by_band": defaultdict(
+        lambda: {"relation": [], "cka": []}), "glue": None})
+    for name, metrics in experiments(shown):
+        m = NAME.match(name)
+        if not m or m["arm"] not in study.arms:
+            continue
+        cell = out[(m["arm"], m["scale"])]
+        cell["seeds"].append(int(m["seed"]))
+        cell["relation"].append(_need(metrics, PROBES, name, "all", "relation"))
+        cell["cka"].append(_need(metrics, PROBES, name, "all", "cka"))
+        for band, v in _need(metrics, PROBES, name, "by_band").items():
+            cell["by_band"][band]["relation"].append(v["relation"])
+            cell["by_band"][band]["cka"].append(v["cka"])
+        superlms = [p for p in metrics if p.startswith("metrics/superlm/")]
+        if not superlms:
+            raise InputError(f"experiment {name} lacks metrics/superlm/<subspace>.json")
+        cell["flops"].append(sum(_need(metrics, p, name, "train_flops") for p in superlms))
+        if study.arms[m["arm"]].glue:
+            cell["glue"] = merge_glue(cell["glue"], glue_scores(metrics, name))
+    return dict(out)
+
+
+def glue_scores(metrics: Mapping, exp: str) -> dict:
+    """{student: {task: [per-seed scores], "retention": {task: [per-seed retention]}}} of one experiment: each
+    student against the teacher and its random twin, seed by seed."""
+    summary = _need(metrics, SUMMARY, exp, "models")
+    tasks = _need(metrics, SUMMARY, exp, "tasks")
+
+    def per_seed(model: str, task: str) -> dict[int, float]:
+        runs = _need(metrics, f"metrics/glue/{model}/{task}.json", exp, "per_seed")
+        return {r["seed"]: r["score"] for r in runs}
+
+    out = {}
+    for student, info in summary.items():
+        if info.get("kind") != "student":
+            continue
+        scores, retention = {}, {}
+        for task in tasks:
+            s, t, r = per_seed(student, task), per_seed("teacher", task), per_seed(f"random-{student}", task)
+            scores[task] = [s[k] for k in sorted(s)]
+            retention[task] = [(s[k] - r[k]) / (t[k] - r[k]) for k in sorted(s) if k in t and k in r and t[k] != r[k]]
+        out[student] = {"scores": scores, "retention": retention}
+    return out
+
+
+def merge_glue(a: dict | None, b: dict) -> dict:
+    if a is None:
+        return b
+    for student, d in b.items():
+        for part in ("scores", "retention"):
+            for task, values in d[part].items():
+                a.setdefault(student, {"scores": {}, "retention": {}})[part].setdefault(task, []).extend(values)
+    return a
+
+
+def write_report(study, shown, out: Path) -> None:
+    cells = collect(study, shown)
+    if not cells:
+        raise InputError("no experiment of the study in `dvc exp show` (queue them: python -m autodistil.ablations "
+                         "queue, then dvc queue start)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Ablations", "",
+             "Written by `python -m autodistil.ablations report` from the experiments of `configs/ablations.yaml` "
+             "(`dvc exp show --json`). Probe measures: held-out relation loss (KL, lower is better) and linear CKA of "
+             "the final hidden states to the teacher's (higher is better) over the fixed probe set of the `probes` "
+             "stage; mean ± standard deviation over SuperLM seeds. *Beyond spread*: the difference to the reference "
+             "exceeds both arms' seed ranges.", ""]
+    scales = [s for s in study.scales if any(k[1] == s for k in cells)]
+    for scale in scales:
+        ref = cells.get((study.reference, scale))
+        lines += [f"## Probes, scale {scale} (x{study.scales[scale]:g} the reference's SuperLM compute)", "",
+                  "| arm | runs | SuperLM TFLOPs | relation | CKA | Δ relation | beyond spread | Δ CKA | beyond spread |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for arm in study.arms:
+            c = cells.get((arm, scale)) or (cells.get((arm, next(iter(study.scales)))) if study.arms[arm].compute
+                                             == "none" else None)
+            if c is None:
+                continue
+            rel, cka = Spread(c["relation"]), Spread(c["cka"])
+            flops = statistics.fmean(c["flops"]) / 1e12
+            row = [arm, str(len(c["seeds"])), f"{flops:.2f}", rel.text(), cka.text()]
+            if ref is not None and arm != study.reference:
+                rr, rc = Spread(ref["relation"]), Spread(ref["cka"])
+                row += [f"{rel.mean - rr.mean:+.3f}", rel.beyond(rr), f"{cka.mean - rc.mean:+.3f}", cka.beyond(rc)]
+            else:
+                row += ["", "", "", ""]
+            lines.append("| " + " | ".join(row) + " |")
+        lines += ["", "By band (relation / CKA):", "",
+                  "| arm | " + " | ".join(_bands(cells)) + " |", "|---|" + "---|" * len(_bands(cells))]
+        for arm in study.arms:
+            c = cells.get((arm, scale))
+            if c is None:
+                continue
+            lines.append(f"| {arm} | " + " | ".join(
+                f"{Spread(c['by_band'][b]['relation']).text()} / {Spread(c['by_band'][b]['cka']).text()}"
+                for b in _bands(cells)) + " |")
+        lines.append("")
+    glue = {k: c for k, c in cells.items() if c["glue"]}
+    if glue:
+        lines += ["## GLUE (dev, mean ± std over fine-tuning seeds and SuperLM seeds)", ""]
+        for (arm, scale), c in glue.items():
+            lines += [f"### {arm}, scale {scale}", "", "| student | " + " | ".join(_tasks(c)) + " | retention (mean of tasks) |",
+                      "|---|" + "---|" * (len(_tasks(c)) + 1)]
+            for student, d in c["glue"].items():
+                mean_ret = [statistics.fmean(v) for v in zip(*d["retention"].values())] if d["retention"] else []
+                lines.append(f"| {student} | " + " | ".join(
+                    f"{Spread([100 * x for x in d['scores'][t]]).text(1)} (ret {Spread(d['retention'][t]).text(2)})"
+                    if d["retention"].get(t) else Spread([100 * x for x in d["scores"][t]]).text(1)
+                    for t in _tasks(c)) + f" | {Spread(mean_ret).text(2) if mean_ret else '-'} |")
+            lines.append("")
+    pictures(study, cells, out.parent)
+    lines += ["![probe quality per arm](ablations_probes.png)", ""]
+    out.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _bands(cells) -> list[str]:
+    return list(dict.fromkeys(b for c in cells.values() for b in c["by_band"]))
+
+
+def _tasks(cell) -> list[str]:
+    return list(dict.fromkeys(t for d in cell["glue"].values() for t in d["scores"]))
+
+
+def pictures(study, cells, folder: Path) -> None:
+    """ablations_probes.png: each measure per arm and scale, mean with a bar of one standard deviation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    scales = list(study.scales)
+    for ax, measure, label in ((axes[0], "relation", "held-out relation loss (lower is better)"),
+                               (axes[1], "cka", "CKA to the teacher (higher is better)")):
+        for j, scale in enumerate(scales):
+            xs, ys, es = [], [], []
+            for i, arm in enumerate(study.arms):
+                c = cells.get((arm, scale))
+                if c:
+                    s = Spread(c[measure])
+                    xs.append(i + 0.25 * j)
+                    ys.append(s.mean)
+                    es.append(s.std)
+            if xs:
+                ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=3, label=f"scale {scale}")
+        ax.set_xticks(range(len(study.arms)))
+        ax.set_xticklabels(list(study.arms), rotation=30, fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "ablations_probes.png", dpi=120)
+    plt.close(fig)

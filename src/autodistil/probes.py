@@ -1,0 +1,142 @@
+"""Probe architectures: a fixed, task-agnostic yardstick of what SuperLM training gave its sub-networks.
+
+The probe set is a function of the teacher and the ``probes`` params alone (never of K or the partition), so
+that arms of an ablation with different partitions (K=1 against K=3) are scored on the same architectures.
+It takes ``per_band`` points of the teacher-anchored lattice in each cost band (by default the three default
+bands), evenly spread by exact GFLOPs. Each probe is scored with the SuperLM of the arm whose sub-space holds it
+(else the smallest SuperLM it fits), on the same held-out blocks, by two measures:
+
+- ``relation``: the paper's self-attention relation loss (KL, last layers) against the teacher, whatever loss
+  the arm trained with, so that arms stay comparable;
+- ``cka``: linear CKA between the student's and the teacher's final hidden states over every held-out token, a
+  function-level similarity that favours no training loss and needs no projection between widths (it is
+  invariant to the teacher's importance permutation and to any rotation of either space). 1 is the teacher's own
+  function up to an orthogonal map and a scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .cost import exact_gflops
+from .space import Arch, SubSpace, TeacherDims
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    name: str  # <band name>-<index>, e.g. small-2
+    band: str
+    arch: Arch
+    gflops_frac: float  # of the teacher's exact GFLOPs
+
+
+def probe_set(teacher: TeacherDims, bands: Sequence[Sequence[float]] | None = None, per_band: int = 4,
+              floors: Mapping[str, float] | None = None, convention: str = "stock", seq_len: int = 128,
+              names: Sequence[str] | None = None) -> list[Probe]:
+    """``per_band`` lattice points of each band (evenly spaced in the band's list sorted by exact GFLOPs, both
+    ends included), for the teacher ``teacher``; bands default to the band partition's K=3 bands."""
+    from .partition import BAND_BANDS, band_partition, default_names
+
+    bands = [tuple(b) for b in (bands or BAND_BANDS)]
+    names = list(names or (default_names(len(bands)) if len(bands) == 3 else [f"band{i}" for i in range(len(bands))]))
+    if per_band < 1:
+        raise ValueError(f"probes.per_band must be >= 1, got {per_band}")
+    full = exact_gflops(teacher.as_arch(), seq_len)
+    probes = []
+    for sub in band_partition(teacher, len(bands), names, bands, convention, floors, seq_len):
+        archs = sorted(sub.candidates(teacher), key=lambda a: (exact_gflops(a, seq_len), a))
+        picks = sorted({round(i * (len(archs) - 1) / max(per_band - 1, 1)) for i in range(per_band)})
+        for i, j in enumerate(picks):
+            probes.append(Probe(f"{sub.name}-{i}", sub.name, archs[j], exact_gflops(archs[j], seq_len) / full))
+    return probes
+
+
+def home_subspace(arch: Arch, subspaces: Mapping[str, SubSpace], teacher: TeacherDims, envelopes: Mapping
+                  ) -> str | None:
+    """The sub-space that trains ``arch`` (one of its candidates), else the smallest SuperLM envelope that
+    holds it, else None (the arm's partition does not reach it)."""
+    for name, sub in subspaces.items():
+        if arch in sub.candidates(teacher):
+            return name
+    fitting = [n for n, env in envelopes.items() if env.contains(arch)]
+    return min(fitting, key=lambda n: (envelopes[n].hidden, envelopes[n].layers, n)) if fitting else None
+
+
+class _CKA:
+    """Streaming linear CKA between two token sets (rows: tokens) of possibly different widths, in float64."""
+
+    def __init__(self):
+        self.n, self.sx = 0, None
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.reshape(-1, x.shape[-1]).double().cpu(), y.reshape(-1, y.shape[-1]).double().cpu()
+        if self.sx is None:
+            self.sx, self.sy = x.sum(0), y.sum(0)
+            self.xx, self.yy, self.yx = x.T @ x, y.T @ y, y.T @ x
+        else:
+            self.sx += x.sum(0)
+            self.sy += y.sum(0)
+            self.xx += x.T @ x
+            self.yy += y.T @ y
+            self.yx += y.T @ x
+        self.n += len(x)
+
+    def value(self) -> float:
+        mx, my = self.sx / self.n, self.sy / self.n  # centre: Gram of centred rows = Gram - n * outer(mean)
+        xx = self.xx - self.n * torch.outer(mx, mx)
+        yy = self.yy - self.n * torch.outer(my, my)
+        yx = self.yx - self.n * torch.outer(my, mx)
+        return float(yx.pow(2).sum() / (xx.pow(2).sum().sqrt() * yy.pow(2).sum().sqrt()))
+
+
+@torch.no_grad()
+def cka_to_teacher(superlm, arch: Arch, heldout) -> float:
+    """Linear CKA between ``arch``'s final hidden states and the teacher's (the targets ``heldout`` holds,
+    captured at the teacher's last layer) over every held-out token."""
+    from .device import mixed_precision
+
+    was_training = superlm.training
+    superlm.eval()
+    cka = _CKA()
+    try:
+        with mixed_precision(heldout.device):
+            for batch, target in zip(heldout.batches, heldout.targets):
+                out = superlm(batch["input_ids"], batch["attention_mask"], arch=arch, distill_layer=None)
+                cka.add(out.last_hidden_state, target.hidden)
+    finally:
+        superlm.train(was_training)
+    return cka.value()
+
+
+def score_probes(probes: Sequence[Probe], scorers: Mapping[str, tuple], homes: Mapping[str, str | None]
+                 ) -> list[dict]:
+    """One row per probe: its arch and cost, the sub-space whose SuperLM scored it and both measures.
+    ``scorers`` maps a sub-space to ``(superlm, heldout)``; ``homes`` a probe name to its sub-space (None: not
+    reached, recorded with empty measures)."""
+    rows = []
+    for p in probes:
+        home = homes[p.name]
+        row = {"probe": p.name, "band": p.band, "arch": p.arch.name, "gflops_frac": round(p.gflops_frac, 5),
+               "subspace": home, "relation": None, "cka": None}
+        if home is not None:
+            superlm, heldout = scorers[home]
+            row["relation"] = heldout.loss(superlm, p.arch, "relation")
+            row["cka"] = cka_to_teacher(superlm, p.arch, heldout)
+        rows.append(row)
+    return rows
+
+
+def summarise(rows: Sequence[dict]) -> dict:
+    """Mean of each measure over all probes and per band (probes the arm did not reach are left out and counted)."""
+    def means(subset):
+        scored = [r for r in subset if r["relation"] is not None]
+        return {"relation": float(np.mean([r["relation"] for r in scored])) if scored else None,
+                "cka": float(np.mean([r["cka"] for r in scored])) if scored else None,
+                "probes": len(scored), "unreached": len(subset) - len(scored)}
+
+    bands = list(dict.fromkeys(r["band"] for r in rows))
+    return {"all": means(rows), "by_band": {b: means([r for r in rows if r["band"] == b]) for b in bands}}

@@ -1,0 +1,216 @@
+"""The ablation study's parts: training compute, probes, the arms' plan at equal compute, and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from autodistil.compute import expected_step_flops, sampled_flops, step_flops
+from autodistil.io import InputError
+from autodistil.sampling import SubnetSampler
+from autodistil.space import Arch, TeacherDims
+from conftest import REPO
+from tiny import tiny_subspace, tiny_superlm, tiny_teacher
+
+MINILM = TeacherDims(layers=6, heads=12, hidden=384, ffn=1536)
+
+
+# ------------------------------------------------------------------------------------------------ compute
+@pytest.mark.parametrize("mode, num_random", [("sandwich", 2), ("uniform", 3)])
+def test_expected_step_flops_is_the_mean_of_what_the_sampler_draws(mode, num_random):
+    sub = tiny_subspace()
+    dims = TeacherDims.from_config(tiny_teacher().config)
+    cands, largest, smallest = sub.candidates(dims), sub.largest(dims), sub.smallest(dims)
+    sampler = SubnetSampler(cands, largest, smallest, mode, num_random, seed=3)
+    steps = 4000
+    drawn = sampled_flops(sampler, steps, sequences=8, seq_len=16)
+    assert drawn == pytest.approx(sum(step_flops(sampler(s), 8, 16) for s in range(steps)), rel=1e-12)
+    expected = expected_step_flops(cands, largest, smallest, mode, num_random, 8, 16)
+    assert drawn / steps == pytest.approx(expected, rel=0.02)  # 4,000 draws: the mean within 2 %
+    if mode == "sandwich":  # the ends are always there
+        assert expected > step_flops([largest, smallest], 8, 16)
+
+
+def test_training_flops_are_six_macs_per_token_and_count_the_whole_last_layer_only_with_the_hidden_term():
+    arch = Arch(2, 4, 64, 128, 16)
+    from autodistil.throughput import training_macs
+
+    assert step_flops([arch], 3, 16) == pytest.approx(6 * 3 * training_macs(arch, 16))
+    assert step_flops([arch], 3, 16, whole_layer=True) > step_flops([arch], 3, 16)
+
+
+def test_a_zero_budget_trains_nothing():
+    from autodistil.train import TrainConfig
+
+    base = {"batch_size": 4}
+    assert TrainConfig.from_params({**base, "max_steps": 0}).total_steps(16) == 0
+    assert TrainConfig.from_params({**base, "max_tokens": 0}).total_steps(16) == 0
+    with pytest.raises(InputError, match="gives 0 steps"):
+        TrainConfig.from_params({**base, "max_tokens": 10}).total_steps(16)
+
+
+# ------------------------------------------------------------------------------------------------- probes
+def _partition(k: int) -> list:
+    from autodistil.partition import band_partition
+
+    bands = [[0.02, 0.50]] if k == 1 else None
+    return band_partition(MINILM, k, ["all"] if k == 1 else None, bands, floors={"layers": 0.16})
+
+
+def test_the_probe_set_is_the_same_for_k1_and_k3_and_each_partition_trains_every_probe():
+    from autodistil.probes import home_subspace, probe_set
+
+    probes = probe_set(MINILM, per_band=4, floors={"layers": 0.16})
+    assert len(probes) == 12 and len({p.arch for p in probes}) == 12
+    assert [p.band for p in probes] == ["base"] * 4 + ["small"] * 4 + ["tiny"] * 4
+    for p in probes:  # in its band, and each band's cheapest and dearest lattice points are probes
+        lo, hi = {"base": (0.30, 0.50), "small": (0.075, 0.15), "tiny": (0.02, 0.04)}[p.band]
+        assert lo < p.gflops_frac <= hi
+    for k in (3, 1):
+        subs = {s.name: s for s in _partition(k)}
+        for p in probes:
+            home = home_subspace(p.arch, subs, MINILM, {})
+            assert home == (p.band if k == 3 else "all")
+            assert p.arch in subs[home].candidates(MINILM)  # a candidate the arm's SuperLM trains
+
+
+def test_cka_is_one_for_the_teacher_itself_and_invariant_to_a_rotation():
+    from autodistil.probes import _CKA
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    same, rotated, other = _CKA(), _CKA(), _CKA()
+    for part in x.split(64):  # streamed in pieces, as over held-out batches
+        same.add(part, part)
+        rotated.add(part, 3 * part @ q + 1)
+        other.add(part, torch.randn(len(part), 8, generator=g))
+    assert same.value() == pytest.approx(1, abs=1e-12) and rotated.value() == pytest.approx(1, abs=1e-9)
+    assert other.value() < 0.3
+
+
+def test_probes_of_an_untrained_superlm_score_the_teachers_own_slice_as_the_teacher():
+    from autodistil.distill import DistillSpec, HeldOut
+    from autodistil.probes import Probe, score_probes, summarise
+
+    teacher = tiny_teacher()
+    sub = tiny_subspace()
+    superlm = tiny_superlm(teacher, sub)
+    dims = TeacherDims.from_config(teacher.config)
+    full, small = sub.largest(dims), sub.smallest(dims)
+    assert full == dims.as_arch()
+    blocks = np.random.default_rng(0).integers(5, 100, size=(6, 12))
+    heldout = HeldOut(teacher, blocks, DistillSpec(relation_heads=superlm.config.relation_heads), 4)
+    probes = [Probe("t-0", "t", full, 1.0), Probe("t-1", "t", small, 0.1), Probe("u-0", "u", small, 0.1)]
+    rows = score_probes(probes, {"sub": (superlm, heldout)}, {"t-0": "sub", "t-1": "sub", "u-0": None})
+    assert rows[0]["relation"] == pytest.approx(0, abs=1e-5) and rows[0]["cka"] == pytest.approx(1, abs=1e-5)
+    assert rows[1]["relation"] > 1e-3 and rows[1]["cka"] < 0.999
+    assert rows[2]["relation"] is None  # not reached by the arm's partition: no score, counted
+    summary = summarise(rows)
+    assert summary["by_band"]["t"]["probes"] == 2 and summary["by_band"]["u"]["unreached"] == 1
+    assert summary["all"]["cka"] == pytest.approx((rows[0]["cka"] + rows[1]["cka"]) / 2)
+
+
+# ----------------------------------------------------------------------------------------------- the plan
+def test_every_arm_of_the_study_gets_the_reference_compute_within_5_percent():
+    from autodistil.ablations import Study, plan
+
+    study = Study.load(REPO / "configs" / "ablations.yaml")
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    runs = plan(study, base)
+    ref = {r.scale: r.planned_flops for r in runs if r.arm == study.reference}
+    assert ref["large"] == pytest.approx(10 * ref["default"], rel=0.05)
+    matched = [r for r in runs if study.arms[r.arm].compute == "match"]
+    assert {r.arm for r in matched} >= {"k1", "uniform", "mse", "hidden", "leading"}
+    for r in matched:
+        assert r.planned_flops == pytest.approx(ref[r.scale], rel=0.05), r.name
+    k1 = next(r for r in runs if r.name == "abl-k1-default-s0")
+    assert k1.overrides["superlm"]["max_steps"] > 20  # one SuperLM does the work of three: more steps, not assumed
+    untrained = [r for r in runs if r.arm == "untrained"]
+    assert len(untrained) == 1 and untrained[0].planned_flops == 0 and untrained[0].target == "probes"
+
+
+def test_the_queue_commands_are_dvc_experiments_named_for_their_arm(tmp_path):
+    from autodistil.ablations import Study, plan, queue_commands
+
+    study = Study.load(REPO / "configs" / "ablations.yaml")
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    runs = plan(study, base, ["k1"], ["default"], [1])
+    (cmd,) = queue_commands(runs, base)
+    assert cmd[:6] == ["dvc", "exp", "run", "--queue", "-n", "abl-k1-default-s1"] and cmd[-1] == "probes"
+    assert "++superlm.seed=1" in cmd and "++partition.k=1" in cmd and "~search.budgets" in cmd
+
+
+def test_a_bad_ablation_config_is_named(tmp_path):
+    from autodistil.ablations import Study, plan
+
+    bad = tmp_path / "a.yaml"
+    bad.write_text(yaml.safe_dump({"reference": "nope", "arms": {"k3": {}}}))
+    with pytest.raises(InputError, match="reference 'nope'"):
+        Study.load(bad)
+    bad.write_text(yaml.safe_dump({"arms": {"k3": {"compute": "half"}}}))
+    with pytest.raises(InputError, match="arms.k3"):
+        Study.load(bad)
+    good = tmp_path / "b.yaml"
+    good.write_text(yaml.safe_dump({"arms": {"k3": {}}}))
+    with pytest.raises(InputError, match="unknown arm"):
+        plan(Study.load(good), yaml.safe_load((REPO / "params.yaml").read_text()), ["k9"])
+
+
+# --------------------------------------------------------------------------------------------- the report
+def _exp(name: str, relation: float, cka: float, flops: float = 4e12, drop: str | None = None) -> dict:
+    metrics = {
+        "metrics/probes.json": {"data": {"all": {"relation": relation, "cka": cka},
+                                         "by_band": {"base": {"relation": relation, "cka": cka}}}},
+        "metrics/superlm/base.json": {"data": {"train_flops": flops}},
+    }
+    if drop:
+        metrics.pop(drop)
+    return {"rev": name[:7], "name": name, "data": {"rev": name[:7], "name": name, "params": {}, "metrics": metrics}}
+
+
+def _shown(*exps) -> list:  # DVC 3's `exp show --json` nesting: commits, experiments, revs
+    return [{"rev": "workspace", "data": {"rev": "workspace", "metrics": {}}},
+            {"rev": "abc", "name": "main", "data": {"rev": "abc", "metrics": {}},
+             "experiments": [{"name": e["name"], "revs": [e]} for e in exps]}]
+
+
+def test_the_report_gives_every_arm_with_its_spread_and_what_exceeds_it(tmp_path):
+    from autodistil.ablation_report import write_report
+    from autodistil.ablations import Study
+
+    study = Study.load(REPO / "configs" / "ablations.yaml")
+    shown = _shown(_exp("abl-k3-default-s0", 1.00, 0.50), _exp("abl-k3-default-s1", 1.02, 0.52),
+                   _exp("abl-k1-default-s0", 1.30, 0.51), _exp("abl-k1-default-s1", 1.32, 0.49),
+                   _exp("abl-untrained-default-s0", 1.01, 0.40, flops=0), _exp("someone-else", 9, 9))
+    out = tmp_path / "docs" / "ablations.md"
+    write_report(study, shown, out)
+    text = out.read_text()
+    rows = {}
+    for line in text.splitlines():  # the first table: probes over all bands
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].strip("| "), line)
+    assert "1.010 ± 0.014" in rows["k3"] and "| 2 |" in rows["k3"]
+    assert "+0.300 | yes" in rows["k1"]  # relation: beyond both seed ranges; CKA: not
+    assert rows["k1"].endswith("| -0.010 | no |")
+    assert "| 1 | 0.00 |" in rows["untrained"] and "+0.000 | no" in rows["untrained"]
+    assert "someone" not in text and (out.parent / "ablations_probes.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("drop", ["metrics/probes.json", "metrics/superlm/base.json"])
+def test_the_report_fails_in_one_line_when_an_experiment_lacks_a_metric(tmp_path, drop, capsys):
+    from autodistil.ablations import main
+
+    shown = _shown(_exp("abl-k3-default-s0", 1.0, 0.5), _exp("abl-k1-default-s0", 1.1, 0.5, drop=drop))
+    (tmp_path / "shown.json").write_text(json.dumps(shown))
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--config", str(REPO / "configs" / "ablations.yaml"), "--exp-show",
+              str(tmp_path / "shown.json"), "--out", str(tmp_path / "ablations.md")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and len(err) == 1 and "abl-k1-default-s0 lacks metrics/" in err[0], err
+    assert not (tmp_path / "ablations.md").exists()
