@@ -214,3 +214,19 @@ def test_the_report_fails_in_one_line_when_an_experiment_lacks_a_metric(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 1 and len(err) == 1 and "abl-k1-default-s0 lacks metrics/" in err[0], err
     assert not (tmp_path / "ablations.md").exists()
+
+
+def test_a_run_of_no_steps_leaves_the_superlm_as_sliced_and_writes_no_checkpoint(tmp_path):
+    import dataclasses
+
+    from autodistil.train import train_superlm
+    from tiny import training_blocks, training_setup
+
+    teacher, superlm, sampler, cfg = training_setup()
+    cfg = dataclasses.replace(cfg, max_steps=0)
+    before = {k: v.clone() for k, v in superlm.state_dict().items()}
+    result = train_superlm(superlm, teacher, training_blocks(), sampler, cfg, tmp_path, progress=False)
+    assert result.steps == 0 and result.history == []
+    assert all(torch.equal(before[k], v) for k, v in superlm.state_dict().items())
+    assert not list(tmp_path.glob("**/*.pt"))
+    assert sampled_flops(sampler, result.steps, cfg.batch_size, 16) == 0

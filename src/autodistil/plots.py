@@ -99,5 +99,8 @@ def loss_curve_png(history: Sequence[Mapping], path: str | Path, subspace: str, 
                        ("loss_mean", "mean over the step's candidates")):
         if any(r.get(key) not in (None, "") for r in history):
             ax.plot(steps, [float(r[key]) for r in history], label=label)
-    ax.legend(fontsize=8)
+    if history:
+        ax.legend(fontsize=8)
+    else:  # a budget of no steps (the untrained ablation): an empty plot that says so
+        ax.text(0.5, 0.5, "no training steps", ha="center", va="center", transform=ax.transAxes)
     _save(fig, path)
