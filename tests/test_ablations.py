@@ -230,3 +230,19 @@ def test_a_run_of_no_steps_leaves_the_superlm_as_sliced_and_writes_no_checkpoint
     assert all(torch.equal(before[k], v) for k, v in superlm.state_dict().items())
     assert not list(tmp_path.glob("**/*.pt"))
     assert sampled_flops(sampler, result.steps, cfg.batch_size, 16) == 0
+
+
+def test_queued_running_and_failed_experiments_are_left_out_and_listed(tmp_path):
+    from autodistil.ablation_report import write_report
+    from autodistil.ablations import Study
+
+    study = Study.load(REPO / "configs" / "ablations.yaml")
+    shown = _shown(_exp("abl-k3-default-s0", 1.0, 0.5), _exp("abl-k1-default-s0", 1.1, 0.5))
+    running = {"name": "abl-k1-default-s1", "executor": {"state": "running"},
+               "revs": [{"rev": "r", "name": "abl-k1-default-s1", "data": {"metrics": {}}}]}
+    shown[1]["experiments"].append(running)  # no metrics yet: not an error, not a row
+    out = tmp_path / "ablations.md"
+    write_report(study, shown, out)
+    text = out.read_text()
+    assert "Not finished when this was written: abl-k1-default-s1 (running)." in text
+    assert "| k1 | 1 |" in text

@@ -19,13 +19,19 @@ PROBES = "metrics/probes.json"
 SUMMARY = "metrics/summary.json"
 
 
-def experiments(shown) -> Iterator[tuple[str, dict]]:
-    """(name, {metrics file: data}) of every experiment in ``dvc exp show --json`` output (DVC 3's nesting:
-    commits, each with ``experiments`` whose ``revs`` carry the data)."""
+def experiments(shown, unfinished: list | None = None) -> Iterator[tuple[str, dict]]:
+    """(name, {metrics file: data}) of every finished experiment in ``dvc exp show --json`` output (DVC 3's
+    nesting: commits, each with ``experiments`` whose ``revs`` carry the data). Queued, running and failed ones are
+    skipped and, when ``unfinished`` is given, appended to it as (name, state)."""
     if isinstance(shown, list):
         for node in shown:
-            yield from experiments(node)
+            yield from experiments(node, unfinished)
     elif isinstance(shown, dict):
+        state = (shown.get("executor") or {}).get("state")
+        if state in ("queued", "running", "failed"):
+            if unfinished is not None:
+                unfinished.append((shown.get("name"), state))
+            return
         data = shown.get("data")
         name = shown.get("name") or (data or {}).get("name")
         if isinstance(data, dict) and name and "metrics" in data:
@@ -33,7 +39,7 @@ def experiments(shown) -> Iterator[tuple[str, dict]]:
             yield name, {k: v for k, v in metrics.items() if v is not None}
         for key in ("experiments", "revs"):
             if shown.get(key):
-                yield from experiments(shown[key])
+                yield from experiments(shown[key], unfinished)
 
 
 def _need(metrics: Mapping, path: str, exp: str, *keys):
@@ -68,14 +74,14 @@ class Spread:
         return "yes" if abs(self.mean - ref.mean) > max(self.range, ref.range) else "no"
 
 
-def collect(study, shown) -> dict:
+def collect(study, shown, unfinished: list | None = None) -> dict:
     """{(arm, scale): {"seeds": [...], "relation", "cka", "flops", "by_band": {band: {"relation", "cka"}},
     "glue": {student: {task: [scores], "retention": [values]}}}} from the experiments of the study's arms."""
     from .ablations import NAME
 
     out: dict = defaultdict(lambda: {"seeds": [], "relation": [], "cka": [], "flops": [], "by_band": defaultdict(
         lambda: {"relation": [], "cka": []}), "glue": None})
-    for name, metrics in experiments(shown):
+    for name, metrics in experiments(shown, unfinished):
         m = NAME.match(name)
         if not m or m["arm"] not in study.arms:
             continue
@@ -129,7 +135,9 @@ def merge_glue(a: dict | None, b: dict) -> dict:
 
 
 def write_report(study, shown, out: Path) -> None:
-    cells = collect(study, shown)
+    unfinished: list = []
+    cells = collect(study, shown, unfinished)
+    unfinished = [(n, st) for n, st in unfinished if n and n.startswith("abl-")]
     if not cells:
         raise InputError("no experiment of the study in `dvc exp show` (queue them: python -m autodistil.ablations "
                          "queue, then dvc queue start)")
@@ -183,6 +191,8 @@ def write_report(study, shown, out: Path) -> None:
                     if d["retention"].get(t) else Spread([100 * x for x in d["scores"][t]]).text(1)
                     for t in _tasks(c)) + f" | {Spread(mean_ret).text(2) if mean_ret else '-'} |")
             lines.append("")
+    if unfinished:
+        lines += ["Not finished when this was written: " + ", ".join(f"{n} ({st})" for n, st in unfinished) + ".", ""]
     pictures(study, cells, out.parent)
     lines += ["![probe quality per arm](ablations_probes.png)", ""]
     out.write_text("\n".join(lines), encoding="utf-8")

@@ -181,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--arms", nargs="+")
     ap.add_argument("--scales", nargs="+")
     ap.add_argument("--seeds", nargs="+", type=int)
-    ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it)")
+    ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it, over --commits commits)")
+    ap.add_argument("--commits", type=int, default=30, help="how many of HEAD's last commits to read experiments of")
     ap.add_argument("--out", default="docs/ablations.md")
     args = ap.parse_args(argv)
     try:
@@ -190,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             from .ablation_report import write_report
 
             shown = (json.loads(Path(args.exp_show).read_text()) if args.exp_show else json.loads(subprocess.run(
-                ["dvc", "exp", "show", "--json", "--all-commits"], check=True, capture_output=True, text=True).stdout))
+                ["dvc", "exp", "show", "--json", "-n", str(args.commits)], check=True, capture_output=True, text=True).stdout))
             write_report(study, shown, Path(args.out))
             print(f"wrote {args.out}")
             return
