@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from autodistil.io import InputError, fail
 from autodistil.overrides import flags
 
 
@@ -26,7 +27,10 @@ def main() -> None:
     if not isinstance(profile, dict):
         raise SystemExit(f"error: {args.profile}: expected a mapping at the top level")
     base = yaml.safe_load(Path(args.params).read_text(encoding="utf-8")) if Path(args.params).exists() else None
-    out, unknown = flags(profile, base if isinstance(base, dict) else None)
+    try:
+        out, unknown = flags(profile, base if isinstance(base, dict) else None)
+    except InputError as e:
+        fail(f"{args.profile}: {e}")
     for key in unknown:
         print(f"warning: {args.profile}: '{key}' is not in {args.params} (no stage reads it yet?)", file=sys.stderr)
     print(" ".join(out))

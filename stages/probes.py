@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autodistil.io import InputError, load_params, param, run_main
 
-KNOWN = {"bands", "per_band", "floors", "eval_blocks", "batch_size", "device"}
+KNOWN = {"bands", "per_band", "floors", "convention", "seq_len", "eval_blocks", "batch_size", "device"}
 
 
 def main() -> None:
@@ -41,16 +41,20 @@ def main() -> None:
     from autodistil.io import number
     from autodistil.partition import _bands, load_subspaces, load_teacher_shape
     from autodistil.probes import probe_set
+    from autodistil.space import SearchSpaceError
 
     try:
-        per_band, eval_blocks, batch_size = (number(p.get(k, d), int) for k, d in
-                                             (("per_band", 4), ("eval_blocks", 128), ("batch_size", 32)))
+        per_band, seq_len, eval_blocks, batch_size = (number(p.get(k, d), int) for k, d in (
+            ("per_band", 4), ("seq_len", 128), ("eval_blocks", 128), ("batch_size", 32)))
     except (TypeError, ValueError):
-        raise InputError(f"{args.params}: probes.per_band, eval_blocks and batch_size must be integers") from None
+        raise InputError(f"{args.params}: probes.per_band, seq_len, eval_blocks and batch_size must be integers") from None
     subspaces = load_subspaces(args.subspaces)
     dims, _ = load_teacher_shape(args.subspaces)
-    probes = probe_set(dims, _bands(p.get("bands"), f"{args.params}: probes.bands"), per_band, p.get("floors"),
-                       next(iter(subspaces.values())).convention)
+    try:  # the probe set: the teacher and this section only, whatever the partition
+        probes = probe_set(dims, _bands(p.get("bands"), f"{args.params}: probes.bands"), per_band, p.get("floors"),
+                           p.get("convention", "stock"), seq_len)
+    except (SearchSpaceError, ValueError, TypeError) as e:
+        raise InputError(f"{args.params}: probes: {e}") from None
     missing = [n for n in subspaces if not (Path(args.superlm) / n / "superlm.pt").is_file()]
     if missing:
         raise InputError(f"{args.superlm}: no trained SuperLM for {', '.join(missing)} (run `dvc repro superlm`)")

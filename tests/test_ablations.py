@@ -71,6 +71,12 @@ def test_the_probe_set_is_the_same_for_k1_and_k3_and_each_partition_trains_every
     for p in probes:  # in its band, and each band's cheapest and dearest lattice points are probes
         lo, hi = {"base": (0.30, 0.50), "small": (0.075, 0.15), "tiny": (0.02, 0.04)}[p.band]
         assert lo < p.gflops_frac <= hi
+    from autodistil.cost import exact_gflops
+
+    for sub in _partition(3):
+        costs = sorted(exact_gflops(a) for a in sub.candidates(MINILM))
+        mine = sorted(exact_gflops(p.arch) for p in probes if p.band == sub.name)
+        assert mine[0] == costs[0] and mine[-1] == costs[-1]
     for k in (3, 1):
         subs = {s.name: s for s in _partition(k)}
         for p in probes:
@@ -246,3 +252,52 @@ def test_queued_running_and_failed_experiments_are_left_out_and_listed(tmp_path)
     text = out.read_text()
     assert "Not finished when this was written: abl-k1-default-s1 (running)." in text
     assert "| k1 | 1 |" in text
+
+
+def test_each_scale_gets_its_own_steps_and_an_untrained_arm_is_forced_to_no_steps(tmp_path, capsys):
+    from autodistil.ablations import Study, main, plan
+
+    config = yaml.safe_load((REPO / "configs" / "ablations.yaml").read_text())
+    config["scales"] = {"default": 1, "twin": 1, "large": 3}
+    config["arms"]["untrained"]["params"] = {}  # compute: none alone must stop training
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
+    study = Study.load(tmp_path / "a.yaml")
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    runs = {r.name: r for r in plan(study, base, ["k1", "untrained"], ["large", "default", "twin"], [0])}
+    steps = {n: r.overrides["superlm"]["max_steps"] for n, r in runs.items()}
+    assert steps["abl-k1-default-s0"] == steps["abl-k1-twin-s0"] > 20  # the same compute, both set
+    assert steps["abl-k1-large-s0"] == pytest.approx(3 * steps["abl-k1-default-s0"], abs=1)
+    assert set(runs) >= {"abl-untrained-large-s0"} and steps["abl-untrained-large-s0"] == 0
+    assert runs["abl-untrained-large-s0"].overrides["superlm"]["max_tokens"] is None
+    main(["plan", "--config", str(tmp_path / "a.yaml"), "--arms", "k3", "k1", "--scales", "large", "default",
+          "--seeds", "0"])
+    err = capsys.readouterr().err
+    assert "abl-k3-large-s0: " in err and "(x1.000 of the reference)" in err.splitlines()[0]
+    assert all("of the reference" in line for line in err.strip().splitlines())
+
+
+def test_an_arm_with_a_misspelt_knob_is_refused(tmp_path, capsys):
+    from autodistil.ablations import main
+
+    config = yaml.safe_load((REPO / "configs" / "ablations.yaml").read_text())
+    config["arms"]["mse"]["params"] = {"search": {"critrion": "hidden"}}  # superlm keys: TrainConfig names them
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as e:
+        main(["plan", "--config", str(tmp_path / "a.yaml"), "--arms", "mse"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and err[-1] == "error: arms.mse: search.critrion not in params.yaml (no stage reads it)"
+
+
+def test_a_name_run_again_under_a_newer_commit_counts_once_and_unreached_probes_stop_the_report(tmp_path):
+    from autodistil.ablation_report import write_report
+    from autodistil.ablations import Study
+
+    study = Study.load(REPO / "configs" / "ablations.yaml")
+    newer, older = _shown(_exp("abl-k3-default-s0", 1.0, 0.5)), _shown(_exp("abl-k3-default-s0", 2.0, 0.1))
+    write_report(study, newer + older[1:], tmp_path / "a.md")
+    assert "| k3 | 1 | 4.00 | 1.000 | 0.500 |" in (tmp_path / "a.md").read_text()
+    partial = _exp("abl-k1-default-s0", 1.0, 0.5)
+    partial["data"]["metrics"]["metrics/probes.json"]["data"]["all"]["unreached"] = 4
+    with pytest.raises(InputError, match="abl-k1-default-s0: 4 probe"):
+        write_report(study, _shown(_exp("abl-k3-default-s0", 1.0, 0.5), partial), tmp_path / "b.md")
+    assert not (tmp_path / "b.md").exists()

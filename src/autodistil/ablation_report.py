@@ -4,6 +4,9 @@ The input is ``dvc exp show --json`` (every experiment's params and metrics file
 arms by their names (``abl-<arm>-<scale>-s<seed>``, as :mod:`autodistil.ablations` queues them). A difference
 between an arm and the reference counts as beyond the spread when it exceeds both arms' seed ranges
 (max - min over seeds); with a single run on both sides there is no spread to compare with, and the table says so.
+Neither probe measure is neutral to every arm: the relation loss is the KL one (the `mse` arm is scored on a loss it
+did not train), and the `hidden` arm trains the very final hidden state that CKA compares; the report says so.
+An experiment name seen under several commits counts once, its newest run (``dvc exp show`` lists newest first).
 """
 
 from __future__ import annotations
@@ -81,10 +84,17 @@ def collect(study, shown, unfinished: list | None = None) -> dict:
 
     out: dict = defaultdict(lambda: {"seeds": [], "relation": [], "cka": [], "flops": [], "by_band": defaultdict(
         lambda: {"relation": [], "cka": []}), "glue": None})
+    seen = set()
     for name, metrics in experiments(shown, unfinished):
         m = NAME.match(name)
-        if not m or m["arm"] not in study.arms:
+        if not m or m["arm"] not in study.arms or name in seen:
             continue
+        seen.add(name)
+        unreached = _need(metrics, PROBES, name, "all", "unreached") if "unreached" in (
+            metrics.get(PROBES, {}).get("all") or {}) else 0
+        if unreached:  # means over different probe sets are not comparable
+            raise InputError(f"experiment {name}: {unreached} probe(s) were reached by none of its SuperLMs; arms are "
+                             f"compared on the whole probe set (widen the partition or narrow probes.bands)")
         cell = out[(m["arm"], m["scale"])]
         cell["seeds"].append(int(m["seed"]))
         cell["relation"].append(_need(metrics, PROBES, name, "all", "relation"))
@@ -155,8 +165,7 @@ def write_report(study, shown, out: Path) -> None:
                   "| arm | runs | SuperLM TFLOPs | relation | CKA | Δ relation | beyond spread | Δ CKA | beyond spread |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for arm in study.arms:
-            c = cells.get((arm, scale)) or (cells.get((arm, next(iter(study.scales)))) if study.arms[arm].compute
-                                             == "none" else None)
+            c = _cell(study, cells, arm, scale)
             if c is None:
                 continue
             rel, cka = Spread(c["relation"]), Spread(c["cka"])
@@ -171,12 +180,12 @@ def write_report(study, shown, out: Path) -> None:
         lines += ["", "By band (relation / CKA):", "",
                   "| arm | " + " | ".join(_bands(cells)) + " |", "|---|" + "---|" * len(_bands(cells))]
         for arm in study.arms:
-            c = cells.get((arm, scale))
+            c = _cell(study, cells, arm, scale)
             if c is None:
                 continue
             lines.append(f"| {arm} | " + " | ".join(
                 f"{Spread(c['by_band'][b]['relation']).text()} / {Spread(c['by_band'][b]['cka']).text()}"
-                for b in _bands(cells)) + " |")
+                if c["by_band"].get(b) and c["by_band"][b]["relation"] else "-" for b in _bands(cells)) + " |")
         lines.append("")
     glue = {k: c for k, c in cells.items() if c["glue"]}
     if glue:
@@ -193,9 +202,22 @@ def write_report(study, shown, out: Path) -> None:
             lines.append("")
     if unfinished:
         lines += ["Not finished when this was written: " + ", ".join(f"{n} ({st})" for n, st in unfinished) + ".", ""]
-    pictures(study, cells, out.parent)
-    lines += ["![probe quality per arm](ablations_probes.png)", ""]
-    out.write_text("\n".join(lines), encoding="utf-8")
+    lines += ["Caveats: the relation measure is the KL loss, which the `mse` arm did not train on; the `hidden` arm "
+              "trains the final hidden state that CKA compares. An arm with `compute: none` is one run, shown at every "
+              "scale.", "", "![probe quality per arm](ablations_probes.png)", ""]
+    from .io import atomic_path
+
+    with atomic_path(out.parent / "ablations_probes.png") as tmp:
+        pictures(study, cells, tmp)
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _cell(study, cells, arm: str, scale: str):
+    """An arm's results at ``scale``; an arm trained with no compute has one run, shown at every scale."""
+    if study.arms[arm].compute == "none":
+        return next((c for (a, _), c in cells.items() if a == arm), None)
+    return cells.get((arm, scale))
 
 
 def _bands(cells) -> list[str]:
@@ -206,8 +228,8 @@ def _tasks(cell) -> list[str]:
     return list(dict.fromkeys(t for d in cell["glue"].values() for t in d["scores"]))
 
 
-def pictures(study, cells, folder: Path) -> None:
-    """ablations_probes.png: each measure per arm and scale, mean with a bar of one standard deviation."""
+def pictures(study, cells, path: Path) -> None:
+    """Each probe measure per arm and scale: the mean with a bar of one standard deviation."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,7 +242,7 @@ def pictures(study, cells, folder: Path) -> None:
         for j, scale in enumerate(scales):
             xs, ys, es = [], [], []
             for i, arm in enumerate(study.arms):
-                c = cells.get((arm, scale))
+                c = _cell(study, cells, arm, scale)
                 if c:
                     s = Spread(c[measure])
                     xs.append(i + 0.25 * j)
@@ -233,5 +255,5 @@ def pictures(study, cells, folder: Path) -> None:
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / "ablations_probes.png", dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)

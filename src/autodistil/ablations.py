@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from .io import InputError
+from .io import InputError, number
 from .overrides import REPLACED_WHOLE, flags
 
 CONFIG = "configs/ablations.yaml"
@@ -72,9 +72,13 @@ class Study:
                                  f"(match | none), glue, about" + (f"; unknown {bad}" if bad else ""))
             arms[name] = Arm(name, a.get("params") or {}, a.get("compute", "match"), bool(a.get("glue", False)),
                              str(a.get("about", "")))
-        scales = raw.get("scales") or {"default": 1}
-        study = cls(raw.get("reference", next(iter(arms))), tuple(int(s) for s in raw.get("seeds") or [0]),
-                    {str(k): float(v) for k, v in scales.items()}, raw.get("glue") or {}, arms)
+        try:
+            seeds = tuple(number(x, int) for x in raw.get("seeds") or [0])
+            scales = {str(k): float(number(v)) for k, v in (raw.get("scales") or {"default": 1}).items()}
+        except (TypeError, ValueError, AttributeError):
+            raise InputError(f"{path}: seeds must be a list of integers and scales a mapping of names to numbers, got "
+                             f"{raw.get('seeds')!r} and {raw.get('scales')!r}") from None
+        study = cls(raw.get("reference", next(iter(arms))), seeds, scales, raw.get("glue") or {}, arms)
         if study.reference not in arms or arms[study.reference].compute != "match":
             raise InputError(f"{path}: reference {study.reference!r} must be an arm with compute: match")
         if not all(re.fullmatch(r"[A-Za-z0-9_]+", s) and v > 0 for s, v in study.scales.items()):
@@ -102,11 +106,13 @@ def step_flops_of(params: Mapping, where: str) -> tuple[float, int]:
     from .partition import partition_from_params, teacher_shape
     from .train import TrainConfig
 
-    source = params["teacher"]["source"]
+    from .io import param
+
+    source = param(params, "teacher.source", source=where)
     subspaces, _ = partition_from_params(params, source, where)
     dims, _ = teacher_shape(source)
-    cfg = TrainConfig.from_params(dict(params["superlm"]), f"{where}: superlm")
-    seq_len = int(params["prepare_corpus"]["seq_len"])
+    cfg = TrainConfig.from_params(dict(param(params, "superlm", source=where)), f"{where}: superlm")
+    seq_len = int(param(params, "prepare_corpus.seq_len", source=where))
     per_step = sum(expected_step_flops(s.candidates(dims), s.largest(dims), s.smallest(dims), cfg.sampling,
                                        cfg.num_random, cfg.batch_size, seq_len, cfg.hidden_weight > 0)
                    for s in subspaces)
@@ -134,30 +140,27 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
             raise InputError(f"{where}: unknown {kind}(s) {', '.join(bad)}; the config has {', '.join(known)}")
     ref = study.arms[study.reference]
     ref_step, ref_steps = step_flops_of(merge(base, ref.params), f"{where}: arms.{ref.name}")
+    no_training = {"superlm": {"max_steps": 0, "max_tokens": None}}
     runs = []
     for arm in (study.arms[a] for a in (arms or study.arms)):
         params = merge(base, arm.params)
-        per_step, steps = step_flops_of(params, f"{where}: arms.{arm.name}")
-        for scale in scales or study.scales:
-            overrides = copy.deepcopy(arm.params)
-            if arm.compute == "match":
-                want = round(study.scales[scale] * ref_step * ref_steps / per_step)
-                if want != steps:  # an arm that already has the compute keeps its params (and DVC's cache)
-                    overrides = merge(overrides, {"superlm": {"max_steps": want, "max_tokens": None}})
-                    steps = want
+        per_step, own_steps = step_flops_of(params, f"{where}: arms.{arm.name}")
+        for scale in (scales or study.scales) if arm.compute == "match" else [next(iter(scales or study.scales))]:
+            if arm.compute == "none":  # nothing is trained: one run stands for every scale and seed
+                overrides, steps = merge(arm.params, no_training), 0
+            else:
+                overrides, steps = copy.deepcopy(arm.params), round(study.scales[scale] * ref_step * ref_steps / per_step)
+                if steps != own_steps:  # an arm that already has the compute keeps its params (and DVC's cache)
+                    overrides = merge(overrides, {"superlm": {"max_steps": steps, "max_tokens": None}})
             if arm.glue:
                 overrides = merge(overrides, study.glue)
-            for seed in seeds if seeds is not None else study.seeds:
+            chosen_seeds = list(seeds if seeds is not None else study.seeds)
+            for seed in chosen_seeds[:1] if arm.compute == "none" else chosen_seeds:
                 run_overrides = overrides
                 if seed != params["superlm"].get("seed", 0):
                     run_overrides = merge(overrides, {"superlm": {"seed": seed}})
-                flops = 0.0 if arm.compute == "none" else per_step * steps
-                runs.append(Run(f"abl-{arm.name}-{scale}-s{seed}", arm.name, scale, seed, run_overrides, flops,
-                                None if arm.glue else "probes"))
-                if arm.compute == "none":
-                    break  # nothing is trained: every seed would give the same SuperLMs
-            if arm.compute == "none":
-                break  # no compute, so no scale either
+                runs.append(Run(f"abl-{arm.name}-{scale}-s{seed}", arm.name, scale, seed, run_overrides,
+                                per_step * steps, None if arm.glue else "probes"))
     return runs
 
 
@@ -165,9 +168,10 @@ def queue_commands(runs: Sequence[Run], base: Mapping) -> list[list[str]]:
     """The ``dvc exp run --queue`` command of each run."""
     commands = []
     for r in runs:
-        cmd = ["dvc", "exp", "run", "--queue", "-n", r.name]
-        cmd += flags(r.overrides, dict(base))[0]
-        commands.append(cmd + ([r.target] if r.target else []))
+        overrides, unknown = flags(r.overrides, dict(base))
+        if unknown:  # a stage would silently ignore a misspelt knob
+            raise InputError(f"arms.{r.arm}: {', '.join(unknown)} not in params.yaml (no stage reads it)")
+        commands.append(["dvc", "exp", "run", "--queue", "-n", r.name, *overrides, *([r.target] if r.target else [])])
     return commands
 
 
@@ -190,25 +194,48 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "report":
             from .ablation_report import write_report
 
-            shown = (json.loads(Path(args.exp_show).read_text()) if args.exp_show else json.loads(subprocess.run(
-                ["dvc", "exp", "show", "--json", "-n", str(args.commits)], check=True, capture_output=True, text=True).stdout))
-            write_report(study, shown, Path(args.out))
+            write_report(study, _exp_show(args.exp_show, args.commits), Path(args.out))
             print(f"wrote {args.out}")
             return
-        base = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
+        base = _params(args.params)
         runs = plan(study, base, args.arms, args.scales, args.seeds, args.config)
+        commands = queue_commands(runs, base)
+        ref = {r.scale: r.planned_flops for r in plan(study, base, [study.reference], args.scales, args.seeds[:1]
+                                                       if args.seeds else None, args.config)}
+        for r, cmd in zip(runs, commands):
+            ratio = f"x{r.planned_flops / ref[r.scale]:.3f} of the reference" if ref.get(r.scale) else "no reference"
+            print(f"{r.name}: {r.planned_flops / 1e12:.2f} TFLOPs planned ({ratio})", file=sys.stderr)
+            if args.command == "queue":
+                _dvc(cmd)
+            else:
+                print(" ".join(cmd))
     except InputError as e:
         fail(str(e))
-    ref = max(r.planned_flops for r in runs if r.arm == study.reference) if any(
-        r.arm == study.reference for r in runs) else None
-    for r, cmd in zip(runs, queue_commands(runs, base)):
-        ratio = f"{r.planned_flops / ref:.3f}" if ref and r.scale == runs[0].scale else "-"
-        print(f"{r.name}: {r.planned_flops / 1e12:.2f} TFLOPs planned (x{ratio} of the reference)", file=sys.stderr)
-        if args.command == "queue":
-            subprocess.run(cmd, check=True)
-        else:
-            print(" ".join(cmd))
 
+
+def _params(path: str) -> dict:
+    try:
+        params = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
+    if not isinstance(params, dict):
+        raise InputError(f"{path}: expected a mapping at the top level")
+    return params
+
+
+def _dvc(cmd: list[str]) -> str:
+    """Run a DVC command; its failure is one line naming it (and, for a queue, what was queued before it stays)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}").splitlines()[-1]
+        raise InputError(f"`{' '.join(cmd[:5])} ...` failed: {last}")
+    return proc.stdout
+
+
+def _exp_show(saved: str | None, commits: int):
+    if saved:
+        return json.loads(Path(saved).read_text(encoding="utf-8"))
+    return json.loads(_dvc(["dvc", "exp", "show", "--json", "-n", str(commits)]))
 
 if __name__ == "__main__":
     main()

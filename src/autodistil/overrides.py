@@ -9,6 +9,8 @@ a string value with whitespace is an error.
 
 from __future__ import annotations
 
+from .io import InputError
+
 
 def _value(v, key: str) -> str:
     if v is None:
@@ -19,13 +21,13 @@ def _value(v, key: str) -> str:
         return repr(v)
     if isinstance(v, str):
         if not v or any(c.isspace() for c in v) or any(c in v for c in ",[]{}:='\"\\"):
-            raise SystemExit(f"error: {key}: string {v!r} cannot be passed as one shell word; set it in params.yaml")
+            raise InputError(f"{key}: string {v!r} cannot be passed as one shell word; set it in params.yaml")
         return v
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(_value(x, key) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ",".join(f"{k}:{_value(x, key)}" for k, x in v.items()) + "}"
-    raise SystemExit(f"error: {key}: unsupported value {v!r}")
+    raise InputError(f"{key}: unsupported value {v!r}")
 
 
 # Mappings keyed by the user's own names (sub-spaces, students): a profile's replaces the default's whole, so that

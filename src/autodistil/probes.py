@@ -9,9 +9,9 @@ bands), evenly spread by exact GFLOPs. Each probe is scored with the SuperLM of 
 - ``relation``: the paper's self-attention relation loss (KL, last layers) against the teacher, whatever loss
   the arm trained with, so that arms stay comparable;
 - ``cka``: linear CKA between the student's and the teacher's final hidden states over every held-out token, a
-  function-level similarity that favours no training loss and needs no projection between widths (it is
-  invariant to the teacher's importance permutation and to any rotation of either space). 1 is the teacher's own
-  function up to an orthogonal map and a scale.
+  function-level similarity that needs no projection between widths (it is invariant to the teacher's importance
+  permutation and to any rotation of either space). 1 is the teacher's own function up to an orthogonal map and a
+  scale. No measure is neutral to every objective: an arm with the hidden-state term trains that very state.
 """
 
 from __future__ import annotations
