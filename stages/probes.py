@@ -47,7 +47,8 @@ def main() -> None:
         per_band, seq_len, eval_blocks, batch_size = (number(p.get(k, d), int) for k, d in (
             ("per_band", 4), ("seq_len", 128), ("eval_blocks", 128), ("batch_size", 32)))
     except (TypeError, ValueError):
-        raise InputError(f"{args.params}: probes.per_band, seq_len, eval_blocks and batch_size must be integers") from None
+        raise InputError(f"{args.params}: probes.per_band, seq_len, eval_blocks and batch_size must be "
+                         "integers") from None
     subspaces = load_subspaces(args.subspaces)
     dims, _ = load_teacher_shape(args.subspaces)
     try:  # the probe set: the teacher and this section only, whatever the partition

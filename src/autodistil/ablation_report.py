@@ -11,6 +11,7 @@ An experiment name seen under several commits counts once, its newest run (``dvc
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -18,8 +19,14 @@ from typing import Iterator, Mapping, Sequence
 
 from .io import InputError
 
+NAME = re.compile(r"^abl-(?P<arm>[A-Za-z0-9_]+)-(?P<scale>[A-Za-z0-9_]+)-s(?P<seed>\d+)$")
 PROBES = "metrics/probes.json"
 SUMMARY = "metrics/summary.json"
+
+
+def experiment_name(arm: str, scale: str, seed: int) -> str:
+    """The DVC experiment of one run of the study (what :data:`NAME` reads back)."""
+    return f"abl-{arm}-{scale}-s{seed}"
 
 
 def experiments(shown, unfinished: list | None = None) -> Iterator[tuple[str, dict]]:
@@ -80,8 +87,6 @@ class Spread:
 def collect(study, shown, unfinished: list | None = None) -> dict:
     """{(arm, scale): {"seeds": [...], "relation", "cka", "flops", "by_band": {band: {"relation", "cka"}},
     "glue": {student: {task: [scores], "retention": [values]}}}} from the experiments of the study's arms."""
-    from .ablations import NAME
-
     out: dict = defaultdict(lambda: {"seeds": [], "relation": [], "cka": [], "flops": [], "by_band": defaultdict(
         lambda: {"relation": [], "cka": []}), "glue": None})
     seen = set()
@@ -162,7 +167,8 @@ def write_report(study, shown, out: Path) -> None:
     for scale in scales:
         ref = cells.get((study.reference, scale))
         lines += [f"## Probes, scale {scale} (x{study.scales[scale]:g} the reference's SuperLM compute)", "",
-                  "| arm | runs | SuperLM TFLOPs | relation | CKA | Δ relation | beyond spread | Δ CKA | beyond spread |",
+                  "| arm | runs | SuperLM TFLOPs | relation | CKA | Δ relation | beyond spread | Δ CKA "
+                  "| beyond spread |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for arm in study.arms:
             c = _cell(study, cells, arm, scale)
@@ -191,7 +197,8 @@ def write_report(study, shown, out: Path) -> None:
     if glue:
         lines += ["## GLUE (dev, mean ± std over fine-tuning seeds and SuperLM seeds)", ""]
         for (arm, scale), c in glue.items():
-            lines += [f"### {arm}, scale {scale}", "", "| student | " + " | ".join(_tasks(c)) + " | retention (mean of tasks) |",
+            lines += [f"### {arm}, scale {scale}", "",
+                      "| student | " + " | ".join(_tasks(c)) + " | retention (mean of tasks) |",
                       "|---|" + "---|" * (len(_tasks(c)) + 1)]
             for student, d in c["glue"].items():
                 mean_ret = [statistics.fmean(v) for v in zip(*d["retention"].values())] if d["retention"] else []

@@ -28,11 +28,11 @@ from typing import Mapping, Sequence
 
 import yaml
 
+from .ablation_report import experiment_name
 from .io import InputError, number
 from .overrides import REPLACED_WHOLE, flags
 
 CONFIG = "configs/ablations.yaml"
-NAME = re.compile(r"^abl-(?P<arm>[A-Za-z0-9_]+)-(?P<scale>[A-Za-z0-9_]+)-s(?P<seed>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,11 @@ class Study:
         for name, a in raw["arms"].items():
             a = a or {}
             bad = sorted(set(a) - {"params", "compute", "glue", "about"})
-            if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)) or bad or a.get("compute", "match") not in ("match", "none"):
+            compute = a.get("compute", "match")
+            if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)) or bad or compute not in ("match", "none"):
                 raise InputError(f"{path}: arms.{name}: a name of letters, digits and _, with keys params, compute "
                                  f"(match | none), glue, about" + (f"; unknown {bad}" if bad else ""))
-            arms[name] = Arm(name, a.get("params") or {}, a.get("compute", "match"), bool(a.get("glue", False)),
+            arms[name] = Arm(name, a.get("params") or {}, compute, bool(a.get("glue", False)),
                              str(a.get("about", "")))
         try:
             seeds = tuple(number(x, int) for x in raw.get("seeds") or [0])
@@ -149,7 +150,8 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
             if arm.compute == "none":  # nothing is trained: one run stands for every scale and seed
                 overrides, steps = merge(arm.params, no_training), 0
             else:
-                overrides, steps = copy.deepcopy(arm.params), round(study.scales[scale] * ref_step * ref_steps / per_step)
+                steps = round(study.scales[scale] * ref_step * ref_steps / per_step)
+                overrides = copy.deepcopy(arm.params)
                 if steps != own_steps:  # an arm that already has the compute keeps its params (and DVC's cache)
                     overrides = merge(overrides, {"superlm": {"max_steps": steps, "max_tokens": None}})
             if arm.glue:
@@ -159,7 +161,7 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
                 run_overrides = overrides
                 if seed != params["superlm"].get("seed", 0):
                     run_overrides = merge(overrides, {"superlm": {"seed": seed}})
-                runs.append(Run(f"abl-{arm.name}-{scale}-s{seed}", arm.name, scale, seed, run_overrides,
+                runs.append(Run(experiment_name(arm.name, scale, seed), arm.name, scale, seed, run_overrides,
                                 per_step * steps, None if arm.glue else "probes"))
     return runs
 
