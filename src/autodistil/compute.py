@@ -2,9 +2,10 @@
 
 The unit is what an ablation must hold equal between arms: the forward and backward FLOPs (3 x 2 x MACs) of
 every sub-network a step trains, on every sequence of the global batch, summed over steps and sub-spaces. The
-teacher's forward is left out: it is the same for every arm that distils from it, and an arm with fewer sampled
-sub-networks per step would otherwise look cheaper only in the students it trains. Per-sequence MACs are those of
-:func:`autodistil.throughput.training_macs` (the forward stops at the distilled layer).
+teacher's forward is left out, by choice: the comparison is of what the students are trained with. It is not free
+(K=3 runs the teacher once per step of each of its three SuperLMs, K=1 once per step of one; at the default budget
+60 against 47 teacher passes), and :class:`autodistil.throughput.Throughput` counts it for the MFU. Per-sequence MACs
+are those of :func:`autodistil.throughput.training_macs` (the forward stops at the distilled layer).
 """
 
 from __future__ import annotations

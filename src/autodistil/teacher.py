@@ -71,8 +71,9 @@ def check_family(model_type: str | None, source: str) -> None:
     if model_type not in SUPPORTED_FAMILIES:
         from .io import InputError
 
-        raise InputError(f"teacher.source {source!r} is a {model_type or 'model without a model_type'!r} model; "
-                         f"autodistil supports the model types: {', '.join(SUPPORTED_FAMILIES)}")
+        what = f"a {model_type!r} model" if model_type else "a model whose config names no model_type"
+        raise InputError(f"teacher.source {source!r} is {what}; autodistil supports the model types: "
+                         f"{', '.join(SUPPORTED_FAMILIES)}")
 
 
 def load_tokenizer(source: str = PACKAGED_MINILM):
