@@ -301,3 +301,40 @@ def test_a_name_run_again_under_a_newer_commit_counts_once_and_unreached_probes_
     with pytest.raises(InputError, match="abl-k1-default-s0: 4 probe"):
         write_report(study, _shown(_exp("abl-k3-default-s0", 1.0, 0.5), partial), tmp_path / "b.md")
     assert not (tmp_path / "b.md").exists()
+
+
+def _glue_metrics(student_scores: dict[int, float], teacher: float = 0.9, twin: float = 0.5) -> dict:
+    """A GLUE arm's metrics files for one task (SST-2) and one student (tiny), per fine-tuning seed."""
+    def job(scores: dict[int, float]) -> dict:
+        return {"data": {"per_seed": [{"seed": k, "score": v} for k, v in scores.items()]}}
+
+    seeds = list(student_scores)
+    return {
+        "metrics/summary.json": {"data": {"tasks": ["SST-2"], "models": {
+            "teacher": {"kind": "teacher"}, "tiny": {"kind": "student"}, "random-tiny": {"kind": "random"}}}},
+        "metrics/glue/tiny/SST-2.json": job(student_scores),
+        "metrics/glue/teacher/SST-2.json": job({k: teacher for k in seeds}),
+        "metrics/glue/random-tiny/SST-2.json": job({k: twin for k in seeds}),
+    }
+
+
+def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_reference(tmp_path):
+    from autodistil.ablation_report import write_report
+    from autodistil.ablations import Study
+
+    config = {"reference": "k3", "seeds": [0], "arms": {"k3": {"glue": True}, "k1": {"glue": True}}}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
+    study = Study.load(tmp_path / "a.yaml")
+    k3, k1 = _exp("abl-k3-default-s0", 1.0, 0.5), _exp("abl-k1-default-s0", 1.0, 0.5)
+    k3["data"]["metrics"].update(_glue_metrics({42: 0.70, 43: 0.74}))  # retention 0.5 and 0.6
+    k1["data"]["metrics"].update(_glue_metrics({42: 0.86, 43: 0.82}))  # retention 0.9 and 0.8
+    write_report(study, _shown(k3, k1), tmp_path / "ablations.md")
+    text = (tmp_path / "ablations.md").read_text()
+    k3_row = text.split("### k3, scale default")[1].splitlines()[4]
+    k1_row = text.split("### k1, scale default")[1].splitlines()[4]
+    assert k3_row.startswith("| tiny | 72.0 ± 2.8 (ret 0.55 ± 0.07) | 0.55 ± 0.07 |")
+    assert k1_row == "| tiny | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 | +0.30 | yes |"
+    assert (tmp_path / "ablations_glue.png").stat().st_size > 0 and "ablations_glue.png" in text
+    del k1["data"]["metrics"]["metrics/glue/random-tiny/SST-2.json"]  # the twin's job is what retention needs
+    with pytest.raises(InputError, match="abl-k1-default-s0 lacks metrics/glue/random-tiny/SST-2.json"):
+        write_report(study, _shown(k3, k1), tmp_path / "again.md")

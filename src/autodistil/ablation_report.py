@@ -195,18 +195,7 @@ def write_report(study, shown, out: Path) -> None:
         lines.append("")
     glue = {k: c for k, c in cells.items() if c["glue"]}
     if glue:
-        lines += ["## GLUE (dev, mean ± std over fine-tuning seeds and SuperLM seeds)", ""]
-        for (arm, scale), c in glue.items():
-            lines += [f"### {arm}, scale {scale}", "",
-                      "| student | " + " | ".join(_tasks(c)) + " | retention (mean of tasks) |",
-                      "|---|" + "---|" * (len(_tasks(c)) + 1)]
-            for student, d in c["glue"].items():
-                mean_ret = [statistics.fmean(v) for v in zip(*d["retention"].values())] if d["retention"] else []
-                lines.append(f"| {student} | " + " | ".join(
-                    f"{Spread([100 * x for x in d['scores'][t]]).text(1)} (ret {Spread(d['retention'][t]).text(2)})"
-                    if d["retention"].get(t) else Spread([100 * x for x in d["scores"][t]]).text(1)
-                    for t in _tasks(c)) + f" | {Spread(mean_ret).text(2) if mean_ret else '-'} |")
-            lines.append("")
+        lines += glue_tables(study, glue)
     if unfinished:
         lines += ["Not finished when this was written: " + ", ".join(f"{n} ({st})" for n, st in unfinished) + ".", ""]
     lines += ["Caveats: the relation measure is the KL loss, which the `mse` arm did not train on; the `hidden` arm "
@@ -216,8 +205,72 @@ def write_report(study, shown, out: Path) -> None:
 
     with atomic_path(out.parent / "ablations_probes.png") as tmp:
         pictures(study, cells, tmp)
+    if glue:
+        lines.insert(-1, "![GLUE retention per arm](ablations_glue.png)")
+        with atomic_path(out.parent / "ablations_glue.png") as tmp:
+            glue_picture(study, glue, tmp)
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")
+
+
+def mean_retention(d: dict) -> list[float]:
+    """A student's retention averaged over tasks, one value per (SuperLM seed, fine-tuning seed) run."""
+    return [statistics.fmean(v) for v in zip(*d["retention"].values())] if d["retention"] else []
+
+
+def glue_tables(study, glue: Mapping) -> list[str]:
+    """Per arm and scale: each student's dev score (points) and retention per task, mean ± std over every run, and
+    its retention averaged over tasks against the reference arm's (beyond spread: outside both ranges)."""
+    lines = ["## GLUE (dev, mean ± std over fine-tuning seeds and SuperLM seeds)", ""]
+    for (arm, scale), c in glue.items():
+        ref = glue.get((study.reference, scale))
+        tasks = _tasks(c)
+        lines += [f"### {arm}, scale {scale}", "",
+                  "| student | " + " | ".join(tasks) + " | retention (mean of tasks) | Δ vs reference | beyond spread |",
+                  "|---|" + "---|" * (len(tasks) + 3)]
+        for student, d in c["glue"].items():
+            cells = [f"{Spread([100 * x for x in d['scores'][t]]).text(1)}"
+                     + (f" (ret {Spread(d['retention'][t]).text(2)})" if d["retention"].get(t) else "") for t in tasks]
+            mine = mean_retention(d)
+            theirs = mean_retention(ref["glue"][student]) if ref and arm != study.reference and student in ref[
+                "glue"] else []
+            delta = (f"{Spread(mine).mean - Spread(theirs).mean:+.2f} | {Spread(mine).beyond(Spread(theirs))}"
+                     if mine and theirs else " | ")
+            lines.append(f"| {student} | " + " | ".join(cells) + f" | {Spread(mine).text(2) if mine else '-'} | "
+                         f"{delta} |")
+        lines.append("")
+    return lines
+
+
+def glue_picture(study, glue: Mapping, path: Path) -> None:
+    """Each student's retention (mean of tasks) per arm and scale, with a bar of one standard deviation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(glue)
+    students = list(dict.fromkeys(s for c in glue.values() for s in c["glue"]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(keys)), 3.8))
+    for j, student in enumerate(students):
+        xs, ys, es = [], [], []
+        for i, key in enumerate(keys):
+            values = mean_retention(glue[key]["glue"].get(student, {"retention": {}}))
+            if values:
+                spread = Spread(values)
+                xs.append(i + 0.15 * (j - (len(students) - 1) / 2))
+                ys.append(spread.mean)
+                es.append(spread.std)
+        ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=3, label=student)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{a} ({s})" for a, s in keys], rotation=30, fontsize=8)
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_ylabel("retention, mean of tasks")
+    ax.set_title("GLUE retention per arm: (student - twin) / (teacher - twin)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
 
 
 def _cell(study, cells, arm: str, scale: str):
