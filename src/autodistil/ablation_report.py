@@ -226,7 +226,8 @@ def glue_tables(study, glue: Mapping) -> list[str]:
         ref = glue.get((study.reference, scale))
         tasks = _tasks(c)
         lines += [f"### {arm}, scale {scale}", "",
-                  "| student | " + " | ".join(tasks) + " | retention (mean of tasks) | Δ vs reference | beyond spread |",
+                  "| student | " + " | ".join(tasks)
+                  + " | retention (mean of tasks) | Δ vs reference | beyond spread |",
                   "|---|" + "---|" * (len(tasks) + 3)]
         for student, d in c["glue"].items():
             cells = [f"{Spread([100 * x for x in d['scores'][t]]).text(1)}"
