@@ -151,6 +151,9 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
                 overrides, steps = merge(arm.params, no_training), 0
             else:
                 steps = round(study.scales[scale] * ref_step * ref_steps / per_step)
+                if steps < 1:
+                    raise InputError(f"{where}: arms.{arm.name} at scale {scale}: the reference's compute buys no "
+                                     f"step of this arm (raise the scale or the reference's budget)")
                 overrides = copy.deepcopy(arm.params)
                 if steps != own_steps:  # an arm that already has the compute keeps its params (and DVC's cache)
                     overrides = merge(overrides, {"superlm": {"max_steps": steps, "max_tokens": None}})
