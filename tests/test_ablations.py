@@ -137,8 +137,9 @@ def test_every_arm_of_the_study_gets_the_reference_compute_within_5_percent():
         assert r.planned_flops == pytest.approx(ref[r.scale], rel=0.05), r.name
     k1 = next(r for r in runs if r.name == "abl-k1-default-s0")
     assert k1.overrides["superlm"]["max_steps"] > 20  # one SuperLM does the work of three: more steps, not assumed
-    untrained = [r for r in runs if r.arm == "untrained"]
-    assert len(untrained) == 1 and untrained[0].planned_flops == 0 and untrained[0].target == "probes"
+    untrained = [r for r in runs if r.arm == "untrained"]  # one scale, every seed (it picks the calibration blocks)
+    assert [r.name for r in untrained] == ["abl-untrained-default-s0", "abl-untrained-default-s1"]
+    assert all(r.planned_flops == 0 and r.target == "probes" for r in untrained)
 
 
 def test_the_queue_commands_are_dvc_experiments_named_for_their_arm(tmp_path):

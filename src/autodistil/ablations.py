@@ -8,9 +8,10 @@
 An arm (configs/ablations.yaml) is a partial params file applied on top of params.yaml. Every arm is trained with
 the SuperLM compute of the reference arm times the scale: the expected FLOPs of the sampled sub-networks
 (:mod:`autodistil.compute`), summed over the arm's sub-spaces, set through ``superlm.max_steps``; an arm marked
-``compute: none`` is not trained at all. Runs differ in ``superlm.seed``; an arm marked ``glue: true`` also
-fine-tunes its students (``glue`` overrides of the config: seeds, tasks) and its experiment runs the whole
-pipeline, the others stop at the ``probes`` stage. Experiments are named ``abl-<arm>-<scale>-s<seed>``; their
+``compute: none`` is not trained at all (one run per seed, at the first scale only). Runs differ in
+``superlm.seed`` (data order, sampled sub-networks, dropout, and the blocks the importance order is measured on).
+An arm marked ``glue: true`` also fine-tunes its students (``glue`` overrides of the config: seeds, tasks) and its
+experiment runs the whole pipeline; the others stop at the ``probes`` stage. Experiments are named ``abl-<arm>-<scale>-s<seed>``; their
 MLflow runs carry that name in the tag ``dvc_exp_name``.
 """
 
@@ -147,8 +148,8 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
         params = merge(base, arm.params)
         per_step, own_steps = step_flops_of(params, f"{where}: arms.{arm.name}")
         for scale in (scales or study.scales) if arm.compute == "match" else [next(iter(scales or study.scales))]:
-            if arm.compute == "none":  # nothing is trained: one run stands for every scale and seed
-                overrides, steps = merge(arm.params, no_training), 0
+            if arm.compute == "none":  # nothing is trained: one scale stands for all (the seed still picks the
+                overrides, steps = merge(arm.params, no_training), 0  # blocks the importance order is measured on)
             else:
                 steps = round(study.scales[scale] * ref_step * ref_steps / per_step)
                 if steps < 1:
@@ -160,7 +161,7 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
             if arm.glue:
                 overrides = merge(overrides, study.glue)
             chosen_seeds = list(seeds if seeds is not None else study.seeds)
-            for seed in chosen_seeds[:1] if arm.compute == "none" else chosen_seeds:
+            for seed in chosen_seeds:
                 run_overrides = overrides
                 if seed != params["superlm"].get("seed", 0):
                     run_overrides = merge(overrides, {"superlm": {"seed": seed}})
