@@ -199,8 +199,9 @@ def write_report(study, shown, out: Path) -> None:
     if unfinished:
         lines += ["Not finished when this was written: " + ", ".join(f"{n} ({st})" for n, st in unfinished) + ".", ""]
     lines += ["Caveats: the relation measure is the KL loss, which the `mse` arm did not train on; the `hidden` arm "
-              "trains the final hidden state that CKA compares. An arm with `compute: none` is one run, shown at every "
-              "scale.", "", "![probe quality per arm](ablations_probes.png)", ""]
+              "trains the final hidden state that CKA compares. An arm with `compute: none` trains at no scale: its runs are "
+              "shown at every scale. An arm with one run has no spread of its own: *beyond spread* then compares "
+              "with the reference's range alone.", "", "![probe quality per arm](ablations_probes.png)", ""]
     from .io import atomic_path
 
     with atomic_path(out.parent / "ablations_probes.png") as tmp:
