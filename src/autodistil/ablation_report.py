@@ -78,9 +78,10 @@ class Spread:
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
 
     def beyond(self, ref: "Spread") -> str:
-        """Whether the difference to ``ref`` exceeds both seed ranges."""
-        if len(self.values) == 1 and len(ref.values) == 1:
-            return "no spread (single runs)"
+        """Whether the difference to ``ref`` exceeds both seed ranges; an arm of one run has no range of its own, so
+        nothing is claimed for it."""
+        if len(self.values) == 1 or len(ref.values) == 1:
+            return "one run"
         return "yes" if abs(self.mean - ref.mean) > max(self.range, ref.range) else "no"
 
 
@@ -134,7 +135,9 @@ def glue_scores(metrics: Mapping, exp: str) -> dict:
         for task in tasks:
             s, t, r = per_seed(student, task), per_seed("teacher", task), per_seed(f"random-{student}", task)
             scores[task] = [s[k] for k in sorted(s)]
-            retention[task] = [(s[k] - r[k]) / (t[k] - r[k]) for k in sorted(s) if k in t and k in r and t[k] != r[k]]
+            # keyed by run (experiment, fine-tuning seed): a seed whose teacher ties its twin has no retention
+            retention[task] = {f"{exp}:{k}": (s[k] - r[k]) / (t[k] - r[k]) for k in sorted(s)
+                               if k in t and k in r and t[k] != r[k]}
         out[student] = {"scores": scores, "retention": retention}
     return out
 
@@ -143,9 +146,11 @@ def merge_glue(a: dict | None, b: dict) -> dict:
     if a is None:
         return b
     for student, d in b.items():
-        for part in ("scores", "retention"):
-            for task, values in d[part].items():
-                a.setdefault(student, {"scores": {}, "retention": {}})[part].setdefault(task, []).extend(values)
+        mine = a.setdefault(student, {"scores": {}, "retention": {}})
+        for task, values in d["scores"].items():
+            mine["scores"].setdefault(task, []).extend(values)
+        for task, values in d["retention"].items():
+            mine["retention"].setdefault(task, {}).update(values)
     return a
 
 
@@ -193,15 +198,17 @@ def write_report(study, shown, out: Path) -> None:
                 f"{Spread(c['by_band'][b]['relation']).text()} / {Spread(c['by_band'][b]['cka']).text()}"
                 if c["by_band"].get(b) and c["by_band"][b]["relation"] else "-" for b in _bands(cells)) + " |")
         lines.append("")
-    glue = {k: c for k, c in cells.items() if c["glue"]}
+    order = {a: i for i, a in enumerate(study.arms)} | {f"scale:{s}": i for i, s in enumerate(study.scales)}
+    glue = {k: cells[k] for k in sorted((k for k, c in cells.items() if c["glue"]),
+                                        key=lambda k: (order[k[0]], order.get(f"scale:{k[1]}", 99)))}
     if glue:
         lines += glue_tables(study, glue)
     if unfinished:
         lines += ["Not finished when this was written: " + ", ".join(f"{n} ({st})" for n, st in unfinished) + ".", ""]
     lines += ["Caveats: the relation measure is the KL loss, which the `mse` arm did not train on; the `hidden` arm "
               "trains the final hidden state that CKA compares. An arm with `compute: none` trains at no scale: its runs are "
-              "shown at every scale. An arm with one run has no spread of its own: *beyond spread* then compares "
-              "with the reference's range alone.", "", "![probe quality per arm](ablations_probes.png)", ""]
+              "shown at every scale. An arm with one run has no seed range of its own: nothing is claimed for it "
+              "(*one run*).", "", "![probe quality per arm](ablations_probes.png)", ""]
     from .io import atomic_path
 
     with atomic_path(out.parent / "ablations_probes.png") as tmp:
@@ -215,8 +222,13 @@ def write_report(study, shown, out: Path) -> None:
 
 
 def mean_retention(d: dict) -> list[float]:
-    """A student's retention averaged over tasks, one value per (SuperLM seed, fine-tuning seed) run."""
-    return [statistics.fmean(v) for v in zip(*d["retention"].values())] if d["retention"] else []
+    """A student's retention averaged over tasks, one value per run (experiment, fine-tuning seed) that has a
+    retention on every task."""
+    per_task = list(d["retention"].values())
+    if not per_task:
+        return []
+    runs = sorted(set.intersection(*(set(v) for v in per_task)))
+    return [statistics.fmean(v[run] for v in per_task) for run in runs]
 
 
 def glue_tables(study, glue: Mapping) -> list[str]:
@@ -232,7 +244,8 @@ def glue_tables(study, glue: Mapping) -> list[str]:
                   "|---|" + "---|" * (len(tasks) + 3)]
         for student, d in c["glue"].items():
             cells = [f"{Spread([100 * x for x in d['scores'][t]]).text(1)}"
-                     + (f" (ret {Spread(d['retention'][t]).text(2)})" if d["retention"].get(t) else "") for t in tasks]
+                     + (f" (ret {Spread(list(d['retention'][t].values())).text(2)})" if d["retention"].get(t) else "")
+                     for t in tasks]
             mine = mean_retention(d)
             theirs = mean_retention(ref["glue"][student]) if ref and arm != study.reference and student in ref[
                 "glue"] else []

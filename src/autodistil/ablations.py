@@ -147,7 +147,8 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
     for arm in (study.arms[a] for a in (arms or study.arms)):
         params = merge(base, arm.params)
         per_step, own_steps = step_flops_of(params, f"{where}: arms.{arm.name}")
-        for scale in (scales or study.scales) if arm.compute == "match" else [next(iter(scales or study.scales))]:
+        # an untrained arm is the same at every scale: one name for it, the config's first scale
+        for scale in (scales or study.scales) if arm.compute == "match" else [next(iter(study.scales))]:
             if arm.compute == "none":  # nothing is trained: one scale stands for all (the seed still picks the
                 overrides, steps = merge(arm.params, no_training), 0  # blocks the importance order is measured on)
             else:
