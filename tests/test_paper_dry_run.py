@@ -44,3 +44,5 @@ def test_paper_profile_dry_run_goes_through_every_stage(tmp_path):
     assert set(summary["models"]) == {"teacher", "small-2", "random-small-2"}
     assert set(summary["tasks"]) == {"MNLI", "STS-B"}
     assert json.loads((repo / "metrics/superlm/base.json").read_text())["steps"] == 2
+    probes = json.loads((repo / "metrics/probes.json").read_text())  # one per band, in the paper's convention
+    assert len(probes["probes"]) == 3 and probes["heldout_blocks"] == 4

@@ -206,9 +206,9 @@ def write_report(study, shown, out: Path) -> None:
     if unfinished:
         lines += ["Not finished when this was written: " + ", ".join(f"{n} ({st})" for n, st in unfinished) + ".", ""]
     lines += ["Caveats: the relation measure is the KL loss, which the `mse` arm did not train on; the `hidden` arm "
-              "trains the final hidden state that CKA compares. An arm with `compute: none` trains at no scale: its runs are "
-              "shown at every scale. An arm with one run has no seed range of its own: nothing is claimed for it "
-              "(*one run*).", "", "![probe quality per arm](ablations_probes.png)", ""]
+              "trains the final hidden state that CKA compares. An arm with `compute: none` trains at no scale: its "
+              "runs are shown at every scale. An arm with one run has no seed range of its own: nothing is claimed "
+              "for it (*one run*).", "", "![probe quality per arm](ablations_probes.png)", ""]
     from .io import atomic_path
 
     with atomic_path(out.parent / "ablations_probes.png") as tmp:

@@ -11,8 +11,8 @@ the SuperLM compute of the reference arm times the scale: the expected FLOPs of 
 ``compute: none`` is not trained at all (one run per seed, at the first scale only). Runs differ in
 ``superlm.seed`` (data order, sampled sub-networks, dropout, and the blocks the importance order is measured on).
 An arm marked ``glue: true`` also fine-tunes its students (``glue`` overrides of the config: seeds, tasks) and its
-experiment runs the whole pipeline; the others stop at the ``probes`` stage. Experiments are named ``abl-<arm>-<scale>-s<seed>``; their
-MLflow runs carry that name in the tag ``dvc_exp_name``.
+experiment runs the whole pipeline; the others stop at the ``probes`` stage. Experiments are named
+``abl-<arm>-<scale>-s<seed>``; their MLflow runs carry that name in the tag ``dvc_exp_name``.
 """
 
 from __future__ import annotations
