@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 import yaml
-from flags import REPLACED_WHOLE  # configs/flags.py, beside this script
+
+from autodistil.overrides import REPLACED_WHOLE
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER_DIR = "dryrun/teacher"
