@@ -73,12 +73,11 @@ def score(args, subspaces, dims, probes, blocks, batch_size, source, experiment,
     from autodistil.distill import DistillSpec, HeldOut
     from autodistil.probes import home_subspace, score_probes, summarise
     from autodistil.search import load_superlm_and_teacher
-    from autodistil.superlm import SuperLM
     from autodistil.tracking import log_metrics, stage_run, write_metrics
 
     device = resolve_device(logged.get("device", "auto"))
-    envelopes = {n: SuperLM.load(Path(args.superlm) / n).config.envelope for n in subspaces}
-    homes = {pr.name: home_subspace(pr.arch, subspaces, dims, envelopes) for pr in probes}
+    candidates = {n: set(sub.candidates(dims)) for n, sub in subspaces.items()}  # each SuperLM's envelope is theirs
+    homes = {pr.name: home_subspace(pr.arch, candidates) for pr in probes}
     t0 = time.perf_counter()
     with stage_run("probes", {"teacher": {"source": source}, "probes": logged}, experiment) as run:
         scorers = {}

@@ -78,11 +78,15 @@ def test_the_probe_set_is_the_same_for_k1_and_k3_and_each_partition_trains_every
         mine = sorted(exact_gflops(p.arch) for p in probes if p.band == sub.name)
         assert mine[0] == costs[0] and mine[-1] == costs[-1]
     for k in (3, 1):
-        subs = {s.name: s for s in _partition(k)}
+        candidates = {s.name: s.candidates(MINILM) for s in _partition(k)}
         for p in probes:
-            home = home_subspace(p.arch, subs, MINILM, {})
-            assert home == (p.band if k == 3 else "all")
-            assert p.arch in subs[home].candidates(MINILM)  # a candidate the arm's SuperLM trains
+            home = home_subspace(p.arch, candidates)
+            assert home == (p.band if k == 3 else "all")  # a candidate the arm's SuperLM trains
+    # a probe no sub-space lists goes to the smallest envelope that holds it, or nowhere
+    parts = {"big": [Arch(4, 8, 256, 512, 32)], "small": [Arch(2, 4, 128, 256, 32), Arch(3, 2, 64, 128, 32)]}
+    assert home_subspace(Arch(3, 4, 128, 256, 32), parts) == "small"
+    assert home_subspace(Arch(4, 6, 192, 384, 32), parts) == "big"
+    assert home_subspace(Arch(5, 8, 256, 512, 32), parts) is None
 
 
 def test_cka_is_one_for_the_teacher_itself_and_invariant_to_a_rotation():
@@ -207,6 +211,7 @@ def test_the_report_gives_every_arm_with_its_spread_and_what_exceeds_it(tmp_path
     assert rows["k1"].endswith("| -0.010 | no |")
     assert "| 1 | 0.00 |" in rows["untrained"] and "+0.000 | one run" in rows["untrained"]  # no range: no claim
     assert "someone" not in text and (out.parent / "ablations_probes.png").stat().st_size > 0
+    assert "- **k1**: one SuperLM over the span of the three bands" in text  # each arm says what it is
 
 
 @pytest.mark.parametrize("drop", ["metrics/probes.json", "metrics/superlm/base.json"])

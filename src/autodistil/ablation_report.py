@@ -168,6 +168,7 @@ def write_report(study, shown, out: Path) -> None:
              "the final hidden states to the teacher's (higher is better) over the fixed probe set of the `probes` "
              "stage; mean ± standard deviation over SuperLM seeds. *Beyond spread*: the difference to the reference "
              "exceeds both arms' seed ranges.", ""]
+    lines += [f"- **{name}**: {arm.about}" for name, arm in study.arms.items() if arm.about] + [""]
     scales = [s for s in study.scales if any(k[1] == s for k in cells)]
     for scale in scales:
         ref = cells.get((study.reference, scale))

@@ -240,9 +240,13 @@ def _dvc(cmd: list[str]) -> str:
 
 
 def _exp_show(saved: str | None, commits: int):
-    if saved:
-        return json.loads(Path(saved).read_text(encoding="utf-8"))
-    return json.loads(_dvc(["dvc", "exp", "show", "--json", "-n", str(commits)]))
+    where = saved or "`dvc exp show --json`"
+    try:
+        text = Path(saved).read_text(encoding="utf-8") if saved else _dvc(["dvc", "exp", "show", "--json", "-n",
+                                                                            str(commits)])
+        return json.loads(text)
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{where}: not the JSON of dvc exp show ({str(e).splitlines()[0]})") from None
 
 if __name__ == "__main__":
     main()

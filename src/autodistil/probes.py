@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .cost import exact_gflops
-from .space import Arch, SubSpace, TeacherDims
+from .space import Arch, Envelope, TeacherDims
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +55,13 @@ def probe_set(teacher: TeacherDims, bands: Sequence[Sequence[float]] | None = No
     return probes
 
 
-def home_subspace(arch: Arch, subspaces: Mapping[str, SubSpace], teacher: TeacherDims, envelopes: Mapping
-                  ) -> str | None:
-    """The sub-space that trains ``arch`` (one of its candidates), else the smallest SuperLM envelope that
-    holds it, else None (the arm's partition does not reach it)."""
-    for name, sub in subspaces.items():
-        if arch in sub.candidates(teacher):
+def home_subspace(arch: Arch, candidates: Mapping[str, Sequence[Arch]]) -> str | None:
+    """The sub-space that trains ``arch`` (one of its ``candidates``), else the one with the smallest SuperLM
+    envelope (the envelope of its candidates) that holds it, else None (the arm's partition does not reach it)."""
+    for name, archs in candidates.items():
+        if arch in archs:
             return name
+    envelopes = {n: Envelope.of(archs) for n, archs in candidates.items()}
     fitting = [n for n, env in envelopes.items() if env.contains(arch)]
     return min(fitting, key=lambda n: (envelopes[n].hidden, envelopes[n].layers, n)) if fitting else None
 
