@@ -62,6 +62,8 @@ def main() -> None:
     except SearchSpaceError as e:
         raise InputError(f"{args.subspaces}: {e}") from None
     archs, sampled = sample_candidates(all_candidates, cfg.max_candidates, cfg.seed)
+    pinned = {b.arch for b in cfg.budgets.values() if b.arch} - {a.name for a in archs}
+    archs += [a for a in all_candidates if a.name in pinned]  # a pinned student is scored even outside the sample
     cost_rows = [cost_row(a, cfg.seq_len, dims.heads, vocab) for a in archs]
     teacher_row = cost_row(dims.as_arch(), cfg.seq_len, dims.heads, vocab)
     budgets = {name: b.resolve(teacher_row, cfg.convention) for name, b in cfg.budgets.items()}  # fractions -> limits

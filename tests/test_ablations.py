@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -132,7 +134,7 @@ def test_every_arm_of_the_study_gets_the_reference_compute_within_5_percent():
 
     study = Study.load(REPO / "configs" / "ablations.yaml")
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    runs = plan(study, base)
+    runs = plan(study, base, search_dir=REPO / "metrics" / "search")
     ref = {r.scale: r.planned_flops for r in runs if r.arm == study.reference}
     assert ref["large"] == pytest.approx(study.scales["large"] * ref["default"], rel=0.05)
     matched = [r for r in runs if study.arms[r.arm].compute == "match"]
@@ -143,7 +145,43 @@ def test_every_arm_of_the_study_gets_the_reference_compute_within_5_percent():
     assert k1.overrides["superlm"]["max_steps"] > 20  # one SuperLM does the work of three: more steps, not assumed
     untrained = [r for r in runs if r.arm == "untrained"]  # one scale, every seed (it picks the calibration blocks)
     assert [r.name for r in untrained] == ["abl-untrained-default-s0", "abl-untrained-default-s1"]
-    assert all(r.planned_flops == 0 and r.target == "probes" for r in untrained)
+    assert all(r.planned_flops == 0 for r in untrained)
+
+
+def _search_results(folder: Path, **students: str) -> Path:
+    """metrics/search/<subspace>.json as the search stage writes it (the student named as its sub-space)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sub, arch in students.items():
+        (folder / f"{sub}.json").write_text(json.dumps({"students": {sub: {"arch_name": arch}}}))
+    return folder
+
+
+def test_an_arm_of_the_reference_students_pins_every_budget_to_the_default_runs_choice(tmp_path, capsys):
+    from autodistil.ablations import Study, main, plan, queue_commands
+
+    study = Study.load(REPO / "configs" / "ablations.yaml")
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    found = _search_results(tmp_path / "search", base="L4-A12-H384-F768", small="L1-A12-H384-F768",
+                            tiny="L1-A6-H192-F384")
+    (run,) = plan(study, base, ["untrained"], seeds=[0], search_dir=found)
+    budgets = run.overrides["search"]["budgets"]
+    assert budgets["base"]["base"] == {"max_gflops_frac": 0.5, "arch": "L4-A12-H384-F768"}  # its limit kept
+    assert budgets["tiny"]["tiny"]["arch"] == "L1-A6-H192-F384"
+    (cmd,) = queue_commands([run], base)
+    assert "~search.budgets" in cmd and "++search.budgets.small.small.arch=L1-A12-H384-F768" in cmd
+    (k3,) = plan(study, base, ["k3"], ["default"], [0], search_dir=tmp_path / "none")  # a searching arm: no pin
+    assert "budgets" not in k3.overrides.get("search", {})
+    (found / "small.json").unlink()
+    with pytest.raises(SystemExit) as e:
+        main(["plan", "--arms", "untrained", "--search", str(found)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and err[-1].startswith(f"error: {found / 'small.json'}: no search result of the "
+                                                    f"default run, which arms.untrained (students: reference)")
+    config = yaml.safe_load((REPO / "configs" / "ablations.yaml").read_text())
+    config["arms"]["k3"]["params"] = {"superlm": {"lr": 1e-3}}  # the default run would not be the reference
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(InputError, match="the reference arm 'k3' must have no params"):
+        Study.load(tmp_path / "a.yaml")
 
 
 def test_the_queue_commands_are_dvc_experiments_named_for_their_arm(tmp_path):
@@ -151,10 +189,13 @@ def test_the_queue_commands_are_dvc_experiments_named_for_their_arm(tmp_path):
 
     study = Study.load(REPO / "configs" / "ablations.yaml")
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    runs = plan(study, base, ["k1"], ["default"], [1])
-    (cmd,) = queue_commands(runs, base)
-    assert cmd[:6] == ["dvc", "exp", "run", "--queue", "-n", "abl-k1-default-s1"] and cmd[-1] == "probes"
-    assert "++superlm.seed=1" in cmd and "++partition.k=1" in cmd and "~search.budgets" in cmd
+    runs = plan(study, base, ["k1", "mse"], ["default"], [1])
+    k1, mse = queue_commands(runs, base)
+    assert k1[:6] == ["dvc", "exp", "run", "--queue", "-n", "abl-k1-default-s1"]
+    assert "++superlm.seed=1" in k1 and "++partition.k=1" in k1 and "~search.budgets" in k1
+    # a GLUE arm runs the whole pipeline with the study's fine-tuning seeds; the others stop at the probes
+    assert "probes" not in k1 and "++finetune.seeds=[42,43,44]" in k1
+    assert mse[5] == "abl-mse-default-s1" and mse[-1] == "probes" and not any("finetune" in x for x in mse)
 
 
 def test_a_bad_ablation_config_is_named(tmp_path):
@@ -269,7 +310,8 @@ def test_each_scale_gets_its_own_steps_and_an_untrained_arm_is_forced_to_no_step
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
     study = Study.load(tmp_path / "a.yaml")
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    runs = {r.name: r for r in plan(study, base, ["k1", "untrained"], ["large", "default", "twin"], [0])}
+    runs = {r.name: r for r in plan(study, base, ["k1", "untrained"], ["large", "default", "twin"], [0],
+                                    search_dir=REPO / "metrics" / "search")}
     steps = {n: r.overrides["superlm"]["max_steps"] for n, r in runs.items()}
     assert steps["abl-k1-default-s0"] == steps["abl-k1-twin-s0"] > 20  # the same compute, both set
     assert steps["abl-k1-large-s0"] == pytest.approx(3 * steps["abl-k1-default-s0"], abs=1)
@@ -336,7 +378,13 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     k3, k1 = _exp("abl-k3-default-s0", 1.0, 0.5), _exp("abl-k1-default-s0", 1.0, 0.5)
     k3["data"]["metrics"].update(_glue_metrics({42: 0.70, 43: 0.74}))  # retention 0.5 and 0.6
     k1["data"]["metrics"].update(_glue_metrics({42: 0.86, 43: 0.82}))  # retention 0.9 and 0.8
-    write_report(study, _shown(k3, k1), tmp_path / "ablations.md")
+    probes_only = copy.deepcopy(k1)  # the same arm queued without the glue overrides: its GLUE files are the
+    probes_only["name"] = probes_only["data"]["name"] = "abl-k1-default-s1"  # baseline's, never counted
+    probes_only["data"]["metrics"].update(_glue_metrics({42: 0.10, 43: 0.10}))
+    for exp in (k3, k1):
+        exp["data"]["params"] = {"params.yaml": {"data": {"finetune": {"seeds": [42, 43], "lr": 1e-4}}}}
+    study = dataclasses.replace(study, glue={"finetune": {"seeds": [42, 43]}})
+    write_report(study, _shown(k3, k1, probes_only), tmp_path / "ablations.md")
     text = (tmp_path / "ablations.md").read_text()
     k3_row = text.split("### k3, scale default")[1].splitlines()[4]
     k1_row = text.split("### k1, scale default")[1].splitlines()[4]
@@ -344,6 +392,7 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     assert k1_row == "| tiny | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 | +0.30 | yes |"
     assert (tmp_path / "ablations_glue.png").stat().st_size > 0 and "ablations_glue.png" in text
     del k1["data"]["metrics"]["metrics/glue/random-tiny/SST-2.json"]  # the twin's job is what retention needs
+    assert "| k1 | 2 |" in text  # both k1 runs count in the probes
     with pytest.raises(InputError, match="abl-k1-default-s0 lacks metrics/glue/random-tiny/SST-2.json"):
         write_report(study, _shown(k3, k1), tmp_path / "again.md")
 

@@ -151,6 +151,32 @@ def test_no_fit_error_names_the_budget_and_the_cheapest_candidate():
         select(rows, Budget("lat", max_latency_ms=1.0), latency=lambda r: 3.0 if r is cheapest else 7.0)
 
 
+def test_a_pinned_arch_is_chosen_whatever_its_loss_and_still_meets_the_limits():
+    archs = [Arch(1, 2, 32, 48, 16), Arch(2, 2, 32, 64, 16), Arch(4, 4, 64, 128, 16)]
+    rows = _rows(archs, [3.0, 2.0, 1.0])
+    small, mid, big = rows
+    pin = Budget.from_params("s", {"arch": f" {small['arch']} ", "max_gflops": 1e9})
+    assert pin.arch == small["arch"] and pin.resolve({"params_paper": 1, "gflops_paper": 1}).arch == small["arch"]
+    assert select(rows, pin) is small  # the worst loss, chosen
+    assert pin.to_dict() == {"max_gflops": 1e9, "arch": small["arch"]} and small["arch"] in pin.describe()
+    chosen, _ = choose_students(rows, {"s": pin, "free": Budget("free", max_gflops=1e9)}, "paper", "sub")
+    assert chosen == {"s": small, "free": big}
+    alone = Budget.from_params("a", {"arch": mid["arch"]})  # a pin needs no limit
+    assert select(rows, alone) is mid
+    check_feasible(rows, alone)
+    with pytest.raises(NoFitError, match=r"budget 'x': the pinned arch L9-A9-H9-F9 is not a candidate of sub-space 'sub'"):
+        check_feasible(rows, Budget("x", arch="L9-A9-H9-F9"), subspace="sub")
+    with pytest.raises(NoFitError, match="not a candidate"):
+        select(rows, Budget("x", arch="L9-A9-H9-F9"))
+    too_big = Budget("t", max_gflops=mid["gflops_paper"], arch=big["arch"])  # pinned, over the budget
+    with pytest.raises(NoFitError, match=rf"cheapest candidate {big['arch']} has"):
+        check_feasible(rows, too_big)
+    with pytest.raises(NoFitError, match="no candidate fits"):
+        select(rows, too_big)
+    with pytest.raises(InputError, match=r"budgets.s.arch: expected an architecture name"):
+        Budget.from_params("s", {"arch": 3}, "budgets")
+
+
 def test_sampling_above_the_limit_is_seeded_and_keeps_the_ends():
     sub = SubSpace.from_dict("s", {"layers": [1, 2, 3, 4], "heads": [2, 4], "hidden": [32, 48, 64], "mlp_ratio": [1.5, 2]})
     archs = sub.candidates(TeacherDims(4, 4, 64, 128))
@@ -335,6 +361,8 @@ def test_csv_has_every_candidate_and_the_chosen_flag(scored, tmp_path):
     (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_gflops_frac": 1e-6}),
      "budget 'tiny' of sub-space 'tiny': no candidate fits (exact convention)"),
     (lambda p: p["search"].update(criterion="accuracy"), "search.criterion must be one of"),
+    (lambda p: p["search"]["budgets"]["tiny"]["tiny"].update(arch="L6-A12-H384-F1536"),
+     "budget 'tiny': the pinned arch L6-A12-H384-F1536 is not a candidate of sub-space 'tiny'"),
 ])
 def test_stage_bad_input_is_one_line_and_writes_nothing(tmp_path, edit, message, monkeypatch, capsys):
     import runpy

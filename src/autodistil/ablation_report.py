@@ -29,8 +29,9 @@ def experiment_name(arm: str, scale: str, seed: int) -> str:
     return f"abl-{arm}-{scale}-s{seed}"
 
 
-def experiments(shown, unfinished: list | None = None) -> Iterator[tuple[str, dict]]:
-    """(name, {metrics file: data}) of every finished experiment in ``dvc exp show --json`` output (DVC 3's
+def experiments(shown, unfinished: list | None = None) -> Iterator[tuple[str, dict, dict]]:
+    """(name, {metrics file: data}, params.yaml as the experiment ran it) of every finished experiment in
+    ``dvc exp show --json`` output (DVC 3's
     nesting: commits, each with ``experiments`` whose ``revs`` carry the data). Queued, running and failed ones are
     skipped and, when ``unfinished`` is given, appended to it as (name, state)."""
     if isinstance(shown, list):
@@ -46,7 +47,8 @@ def experiments(shown, unfinished: list | None = None) -> Iterator[tuple[str, di
         name = shown.get("name") or (data or {}).get("name")
         if isinstance(data, dict) and name and "metrics" in data:
             metrics = {path: (m or {}).get("data") for path, m in (data.get("metrics") or {}).items()}
-            yield name, {k: v for k, v in metrics.items() if v is not None}
+            params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+            yield name, {k: v for k, v in metrics.items() if v is not None}, params
         for key in ("experiments", "revs"):
             if shown.get(key):
                 yield from experiments(shown[key], unfinished)
@@ -91,7 +93,7 @@ def collect(study, shown, unfinished: list | None = None) -> dict:
     out: dict = defaultdict(lambda: {"seeds": [], "relation": [], "cka": [], "flops": [], "by_band": defaultdict(
         lambda: {"relation": [], "cka": []}), "glue": None})
     seen = set()
-    for name, metrics in experiments(shown, unfinished):
+    for name, metrics, params in experiments(shown, unfinished):
         m = NAME.match(name)
         if not m or m["arm"] not in study.arms or name in seen:
             continue
@@ -112,9 +114,21 @@ def collect(study, shown, unfinished: list | None = None) -> dict:
         if not superlms:
             raise InputError(f"experiment {name} lacks metrics/superlm/<subspace>.json")
         cell["flops"].append(sum(_need(metrics, p, name, "train_flops") for p in superlms))
-        if study.arms[m["arm"]].glue:
+        if study.arms[m["arm"]].glue and carries(params, study.glue):  # else a run of its probes only
             cell["glue"] = merge_glue(cell["glue"], glue_scores(metrics, name))
     return dict(out)
+
+
+def carries(params: Mapping, overrides: Mapping) -> bool:
+    """Whether ``params`` hold every value of ``overrides``: a GLUE arm's experiment queued without the study's
+    ``glue`` overrides ran only to its probes, and the GLUE metrics it shows are its baseline commit's."""
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            if not (isinstance(params.get(key), Mapping) and carries(params[key], value)):
+                return False
+        elif params.get(key) != value:
+            return False
+    return True
 
 
 def glue_scores(metrics: Mapping, exp: str) -> dict:

@@ -11,7 +11,10 @@ the SuperLM compute of the reference arm times the scale: the expected FLOPs of 
 ``compute: none`` is not trained at all (one run per seed, at the first scale only). Runs differ in
 ``superlm.seed`` (data order, sampled sub-networks, dropout, and the blocks the importance order is measured on).
 An arm marked ``glue: true`` also fine-tunes its students (``glue`` overrides of the config: seeds, tasks) and its
-experiment runs the whole pipeline; the others stop at the ``probes`` stage. Experiments are named
+experiment runs the whole pipeline; the others stop at the ``probes`` stage. An arm marked ``students: reference``
+does not search: its students are pinned (``search.budgets.*.arch``) to the architectures the default run chose
+(``metrics/search/<subspace>.json``; the reference arm must be params.yaml itself), so that only the weights
+differ. Experiments are named
 ``abl-<arm>-<scale>-s<seed>``; their MLflow runs carry that name in the tag ``dvc_exp_name``.
 """
 
@@ -43,6 +46,7 @@ class Arm:
     compute: str = "match"  # match: the reference's SuperLM compute x scale | none: no SuperLM training
     glue: bool = False
     about: str = ""
+    students: str = "search"  # search: its own search picks them | reference: the default run's, pinned
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,15 @@ class Study:
         arms = {}
         for name, a in raw["arms"].items():
             a = a or {}
-            bad = sorted(set(a) - {"params", "compute", "glue", "about"})
-            compute = a.get("compute", "match")
-            if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)) or bad or compute not in ("match", "none"):
+            bad = sorted(set(a) - {"params", "compute", "glue", "about", "students"})
+            compute, students = a.get("compute", "match"), a.get("students", "search")
+            if (not re.fullmatch(r"[A-Za-z0-9_]+", str(name)) or bad or compute not in ("match", "none")
+                    or students not in ("search", "reference")):
                 raise InputError(f"{path}: arms.{name}: a name of letters, digits and _, with keys params, compute "
-                                 f"(match | none), glue, about" + (f"; unknown {bad}" if bad else ""))
+                                 f"(match | none), glue, about, students (search | reference)"
+                                 + (f"; unknown {bad}" if bad else ""))
             arms[name] = Arm(name, a.get("params") or {}, compute, bool(a.get("glue", False)),
-                             str(a.get("about", "")))
+                             str(a.get("about", "")), students)
         try:
             seeds = tuple(number(x, int) for x in raw.get("seeds") or [0])
             scales = {str(k): float(number(v)) for k, v in (raw.get("scales") or {"default": 1}).items()}
@@ -83,6 +89,10 @@ class Study:
         study = cls(raw.get("reference", next(iter(arms))), seeds, scales, raw.get("glue") or {}, arms)
         if study.reference not in arms or arms[study.reference].compute != "match":
             raise InputError(f"{path}: reference {study.reference!r} must be an arm with compute: match")
+        pinned = [a.name for a in arms.values() if a.students == "reference"]
+        if pinned and arms[study.reference].params:
+            raise InputError(f"{path}: arms {', '.join(pinned)} take the default run's students (students: "
+                             f"reference), so the reference arm {study.reference!r} must have no params")
         if not all(re.fullmatch(r"[A-Za-z0-9_]+", s) and v > 0 for s, v in study.scales.items()):
             raise InputError(f"{path}: scales must map names (letters, digits, _) to positive multiples")
         return study
@@ -132,10 +142,29 @@ class Run:
     target: str | None  # the DVC stage the experiment reproduces (None: the whole pipeline)
 
 
+def pinned_budgets(params: Mapping, search_dir: str | Path, arm: str) -> dict:
+    """``search.budgets`` of ``params`` with every student pinned to the architecture the default run chose for it
+    (``<search_dir>/<subspace>.json``)."""
+    budgets = copy.deepcopy(dict(params["search"]["budgets"]))
+    for sub, group in budgets.items():
+        path = Path(search_dir) / f"{sub}.json"
+        try:
+            chosen = json.loads(path.read_text(encoding="utf-8"))["students"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InputError(f"{path}: no search result of the default run, which arms.{arm} (students: reference) "
+                             f"takes its students from (run `dvc repro search@{sub}`)") from None
+        for student in group:
+            if student not in chosen:
+                raise InputError(f"{path}: no student {student!r}, which arms.{arm} (students: reference) pins")
+            group[student] = {**(group[student] or {}), "arch": chosen[student]["arch_name"]}
+    return budgets
+
+
 def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales: Sequence[str] | None = None,
-         seeds: Sequence[int] | None = None, where: str = CONFIG) -> list[Run]:
+         seeds: Sequence[int] | None = None, where: str = CONFIG, search_dir: str | Path = "metrics/search"
+         ) -> list[Run]:
     """Every run of the study (or of the chosen arms, scales and seeds), each with the overrides that give it the
-    reference arm's compute times its scale."""
+    reference arm's compute times its scale (and, for ``students: reference``, the default run's students)."""
     for kind, chosen, known in (("arm", arms, study.arms), ("scale", scales, study.scales)):
         bad = [x for x in chosen or [] if x not in known]
         if bad:
@@ -161,6 +190,8 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
                     overrides = merge(overrides, {"superlm": {"max_steps": steps, "max_tokens": None}})
             if arm.glue:
                 overrides = merge(overrides, study.glue)
+            if arm.students == "reference":  # budgets are replaced whole: all of them, each with its pin
+                overrides = merge(overrides, {"search": {"budgets": pinned_budgets(params, search_dir, arm.name)}})
             chosen_seeds = list(seeds if seeds is not None else study.seeds)
             for seed in chosen_seeds:
                 run_overrides = overrides
@@ -192,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--arms", nargs="+")
     ap.add_argument("--scales", nargs="+")
     ap.add_argument("--seeds", nargs="+", type=int)
+    ap.add_argument("--search", default="metrics/search",
+                    help="the default run's search results (the students of arms with students: reference)")
     ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it, over --commits commits)")
     ap.add_argument("--commits", type=int, default=30, help="how many of HEAD's last commits to read experiments of")
     ap.add_argument("--out", default="docs/ablations.md")
@@ -205,10 +238,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"wrote {args.out}")
             return
         base = _params(args.params)
-        runs = plan(study, base, args.arms, args.scales, args.seeds, args.config)
+        runs = plan(study, base, args.arms, args.scales, args.seeds, args.config, args.search)
         commands = queue_commands(runs, base)
         ref = {r.scale: r.planned_flops for r in plan(study, base, [study.reference], args.scales, args.seeds[:1]
-                                                       if args.seeds else None, args.config)}
+                                                       if args.seeds else None, args.config, args.search)}
         for r, cmd in zip(runs, commands):
             ratio = f"x{r.planned_flops / ref[r.scale]:.3f} of the reference" if ref.get(r.scale) else "no reference"
             print(f"{r.name}: {r.planned_flops / 1e12:.2f} TFLOPs planned ({ratio})", file=sys.stderr)

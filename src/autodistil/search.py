@@ -64,15 +64,22 @@ class Budget:
     max_latency_ms: float | None = None
     max_params_frac: float | None = None
     max_gflops_frac: float | None = None
+    arch: str | None = None  # a pinned architecture (its name, e.g. L4-A12-H384-F768): no ranking, limits still hold
 
     @classmethod
     def from_params(cls, name: str, d, where: str = "params.yaml: search.budgets") -> "Budget":
+        keys = (*LIMITS, "arch")
         if not isinstance(d, Mapping):
-            raise InputError(f"{where}.{name}: expected a mapping with any of {', '.join(LIMITS)}, got {d!r}")
-        unknown = sorted(set(d) - set(LIMITS))
+            raise InputError(f"{where}.{name}: expected a mapping with any of {', '.join(keys)}, got {d!r}")
+        unknown = sorted(set(d) - set(keys))
         if unknown:
-            raise InputError(f"{where}.{name}: unknown key(s) {', '.join(map(str, unknown))}; expected {', '.join(LIMITS)}")
+            raise InputError(f"{where}.{name}: unknown key(s) {', '.join(map(str, unknown))}; expected {', '.join(keys)}")
         values = {}
+        if d.get("arch") is not None:
+            if not isinstance(d["arch"], str) or not d["arch"].strip():
+                raise InputError(f"{where}.{name}.arch: expected an architecture name such as L4-A12-H384-F768, "
+                                 f"got {d['arch']!r}")
+            values["arch"] = d["arch"].strip()
         for key in LIMITS:
             v = d.get(key)
             if v is None:
@@ -85,7 +92,7 @@ class Budget:
                 raise InputError(f"{where}.{name}.{key}: expected a positive number, got {v!r}")
             values[key] = f
         if not values:
-            raise InputError(f"{where}.{name}: set at least one of {', '.join(LIMITS)}")
+            raise InputError(f"{where}.{name}: set at least one of {', '.join(keys)}")
         return cls(name=str(name), **values)
 
     @property
@@ -102,7 +109,7 @@ class Budget:
                 value = frac * teacher_row[f"{key.removeprefix('max_')}_{convention}"]
                 limits[key] = value if limits[key] is None else min(limits[key], value)
         return Budget(self.name, limits["max_params"], limits["max_gflops"], self.max_latency_ms,
-                      self.max_params_frac, self.max_gflops_frac)
+                      self.max_params_frac, self.max_gflops_frac, self.arch)
 
     def fits_static(self, row: Mapping, convention: str = "paper") -> bool:
         """Params and GFLOPs limits (latency is checked separately, it has to be measured)."""
@@ -113,10 +120,14 @@ class Budget:
         return True
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in LIMITS if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in (*LIMITS, "arch") if getattr(self, k) is not None}
 
     def describe(self) -> str:
-        return ", ".join(f"{k} {v:g}" for k, v in self.to_dict().items())
+        return ", ".join(f"{k} {v}" if k == "arch" else f"{k} {v:g}" for k, v in self.to_dict().items())
+
+    def admits(self, row: Mapping) -> bool:
+        """The pinned architecture, if any (every candidate otherwise)."""
+        return self.arch is None or row["arch"] == self.arch
 
 
 RESERVED_NAMES = ("teacher", "superlm")  # models/<name>/ also holds these; random-<student> marks baselines
@@ -301,10 +312,14 @@ class SearchConfig:
 
 # ----------------------------------------------------------------------------------------- selection
 def check_feasible(rows: list[dict], budget: Budget, convention: str = "paper", subspace: str = "") -> None:
-    """Fail early (before any scoring) when no candidate meets a budget's params / GFLOPs limits."""
-    if not any(budget.fits_static(r, convention) for r in rows):
+    """Fail early (before any scoring) when no candidate meets a budget's params / GFLOPs limits, or its pinned
+    architecture is not a candidate."""
+    if budget.arch is not None and not any(budget.admits(r) for r in rows):
+        raise NoFitError(_not_a_candidate(budget, subspace))
+    admitted = [r for r in rows if budget.admits(r)]
+    if not any(budget.fits_static(r, convention) for r in admitted):
         static = Budget(budget.name, budget.max_params, budget.max_gflops)
-        raise NoFitError(_no_fit_message(rows, static, convention, subspace, None))
+        raise NoFitError(_no_fit_message(admitted, static, convention, subspace, None))
 
 
 def select(rows: list[dict], budget: Budget, convention: str = "paper", subspace: str = "",
@@ -321,6 +336,10 @@ def select(rows: list[dict], budget: Budget, convention: str = "paper", subspace
         raise NoFitError(f"budget {budget.name!r}: no candidates were scored")
     if budget.needs_latency and latency is None:
         raise ValueError(f"budget {budget.name!r} has max_latency_ms but no latency function was given")
+    if budget.arch is not None:  # pinned: the ranking has no say, the limits still do
+        rows = [r for r in rows if budget.admits(r)]
+        if not rows:
+            raise NoFitError(_not_a_candidate(budget, subspace))
     ranked = sorted(rows, key=lambda r: (r[rank_key], r[f"gflops_{convention}"], r["arch"]))
     for row in ranked:
         if not budget.fits_static(row, convention):
@@ -332,6 +351,12 @@ def select(rows: list[dict], budget: Budget, convention: str = "paper", subspace
                 continue
         return row
     raise NoFitError(_no_fit_message(rows, budget, convention, subspace, latency))
+
+
+def _not_a_candidate(budget: Budget, subspace: str) -> str:
+    where = f" of sub-space {subspace!r}" if subspace else ""
+    return (f"budget {budget.name!r}: the pinned arch {budget.arch} is not a candidate{where}; pin one of the "
+            f"sub-space's candidates (metrics/search/<subspace>.csv lists them) in params.yaml: search.budgets")
 
 
 def _no_fit_message(rows, budget: Budget, convention: str, subspace: str, latency) -> str:
