@@ -65,13 +65,27 @@ class DistillSpec:
         return cls(relation_heads=relation_heads, **values)
 
 
-def blocks_to_batch(blocks: np.ndarray, device) -> dict[str, torch.Tensor | None]:
+def blocks_to_batch(blocks: np.ndarray, device, splits: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
     """Full corpus blocks -> model inputs. No attention mask: the blocks are never padded, so the teacher and
-    the students run attention unmasked (SDPA's fused kernels) and the losses skip all masking work."""
-    ids = torch.from_numpy(np.asarray(blocks, dtype=np.int64))
-    if torch.device(device).type == "cuda":  # pinned memory: the copy does not stall the host
-        ids = ids.pin_memory().to(device, non_blocking=True)
-    return {"input_ids": ids.to(device), "attention_mask": None}
+    the students run attention unmasked (SDPA's fused kernels) and the losses skip all masking work. With
+    ``splits``, each block becomes a segment pair cut there (:mod:`autodistil.segments`), with token type ids."""
+    types = None
+    if splits is not None:
+        from .segments import as_pairs
+
+        blocks, types = as_pairs(blocks, splits)
+    cuda = torch.device(device).type == "cuda"
+
+    def to_device(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.asarray(a, dtype=np.int64))
+        if cuda:  # pinned memory: the copy does not stall the host
+            t = t.pin_memory().to(device, non_blocking=True)
+        return t.to(device)
+
+    batch = {"input_ids": to_device(blocks), "attention_mask": None}
+    if types is not None:
+        batch["token_type_ids"] = to_device(types)
+    return batch
 
 
 def hidden_loss(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:

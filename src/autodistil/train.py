@@ -42,6 +42,7 @@ from .space import DEPTH_RULES, Arch, Envelope, TeacherDims
 from .checkpoint import load_checkpoint, run_folder, save_checkpoint
 from .relations import teacher_relations
 from .sampling import DataOrder, SubnetSampler
+from .segments import SEGMENTS, pair_splits
 from .superlm import SuperLM, SuperLMConfig
 from .teacher import teacher_targets
 from .throughput import Throughput, peak_tflops
@@ -78,6 +79,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     dropout: float = 0.1
     depth_rule: str = "strided"  # strided | first_k | importance (block importance of the teacher's layers)
+    segments: str = "single"  # single (the corpus blocks) | pairs (each block cut into two segments, token types 0/1)
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 5
@@ -102,6 +104,8 @@ class TrainConfig:
             raise InputError(f"{where}.loss: expected 'kl' or 'mse', got {cfg.loss!r}")
         if (cfg.max_steps is None) == (cfg.max_tokens is None):
             raise InputError(f"{where}: set exactly one of max_steps and max_tokens")
+        if cfg.segments not in SEGMENTS:
+            raise InputError(f"{where}.segments: expected one of {SEGMENTS}, got {cfg.segments!r}")
         if cfg.init_order not in INIT_ORDERS:
             raise InputError(f"{where}.init_order: expected one of {INIT_ORDERS}, got {cfg.init_order!r}")
         if cfg.hidden_weight < 0:
@@ -299,10 +303,11 @@ def train_superlm(
         losses = torch.zeros(len(archs), device=device)
         micro = micro_batches(rows, cfg.micro_batch_size)
         for m, micro_rows in enumerate(micro):
-            batch = blocks_to_batch(blocks[micro_rows], device)  # unpadded blocks: no mask anywhere
+            splits = pair_splits(micro_rows, cfg.seed, step, seq_len) if cfg.segments == "pairs" else None
+            batch = blocks_to_batch(blocks[micro_rows], device, splits)  # unpadded blocks: no mask anywhere
             with precision():  # the teacher's side once per (micro-)batch, for every sampled sub-network
                 target = teacher_targets(teacher, batch["input_ids"], None, spec.teacher_layer,
-                                         hidden=spec.uses_hidden)
+                                         token_type_ids=batch.get("token_type_ids"), hidden=spec.uses_hidden)
                 teacher_rel = teacher_relations(target.qkv, None, spec.relation_heads, spec.loss)
             for i, arch in enumerate(archs):
                 last = m == len(micro) - 1 and i == len(archs) - 1

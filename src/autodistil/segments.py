@@ -1,0 +1,38 @@
+"""Corpus blocks as segment pairs: the two-segment inputs of BERT's pre-training (and of the authors' SuperLM
+data), made from the single-segment blocks of the corpus at training time.
+
+A block ``[CLS] t1 .. t(L-2) [SEP]`` becomes ``[CLS] t1 .. t(s-1) [SEP] ts .. t(L-3) [SEP]``: two consecutive spans
+of the same text, the second with token type 1, the block's last content token dropped to make room for the
+middle separator (the block's own last token). The split ``s`` is drawn per block from a quarter to three
+quarters of the length, seeded by (seed, step, block row): the same for any number of ranks or micro-batches.
+Both the teacher and the students see the pair, so relations across segments and the token-type embedding of
+segment B, which GLUE's pair tasks rely on, are distilled too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SEGMENTS = ("single", "pairs")
+
+
+def pair_splits(rows: Sequence[int], seed: int, step: int, seq_len: int) -> np.ndarray:
+    """The position of the middle [SEP] of each block row (between ``seq_len // 4`` and ``3 * seq_len // 4``)."""
+    if seq_len < 5:
+        raise ValueError(f"segment pairs need blocks of at least 5 tokens, got {seq_len}")
+    lo, hi = max(2, seq_len // 4), min(seq_len - 3, 3 * seq_len // 4)
+    return np.array([np.random.default_rng((seed, step, int(r))).integers(lo, hi + 1) for r in rows], dtype=np.int64)
+
+
+def as_pairs(blocks: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(input ids, token type ids) of ``blocks`` cut into two segments at ``splits`` (one per block)."""
+    n, length = blocks.shape
+    pos = np.arange(length)[None, :]
+    s = np.asarray(splits, dtype=np.int64)[:, None]
+    # gather index: the first span in place, then the block's [SEP], the second span shifted by one, [SEP] last
+    index = np.where(pos < s, pos, pos - 1)
+    index = np.where((pos == s) | (pos == length - 1), length - 1, index)
+    ids = np.take_along_axis(np.asarray(blocks), np.broadcast_to(index, (n, length)), axis=1)
+    return ids, (pos > s).astype(np.int64)
