@@ -353,7 +353,7 @@ def test_a_name_run_again_under_a_newer_commit_counts_once_and_unreached_probes_
     assert not (tmp_path / "b.md").exists()
 
 
-def _glue_metrics(student_scores: dict[int, float], teacher: float = 0.9, twin: float = 0.5) -> dict:
+def _glue_metrics(student_scores: dict[int, float], teacher: float = 0.9, twin: float = 0.5, layers: int = 1) -> dict:
     """A GLUE arm's metrics files for one task (SST-2) and one student (tiny), per fine-tuning seed."""
     def job(scores: dict[int, float]) -> dict:
         return {"data": {"per_seed": [{"seed": k, "score": v} for k, v in scores.items()]}}
@@ -361,7 +361,8 @@ def _glue_metrics(student_scores: dict[int, float], teacher: float = 0.9, twin: 
     seeds = list(student_scores)
     return {
         "metrics/summary.json": {"data": {"tasks": ["SST-2"], "models": {
-            "teacher": {"kind": "teacher"}, "tiny": {"kind": "student"}, "random-tiny": {"kind": "random"}}}},
+            "teacher": {"kind": "teacher"}, "random-tiny": {"kind": "random"},
+            "tiny": {"kind": "student", "arch": {"layers": layers, "heads": 6, "hidden": 192, "ffn": 384}}}}},
         "metrics/glue/tiny/SST-2.json": job(student_scores),
         "metrics/glue/teacher/SST-2.json": job({k: teacher for k in seeds}),
         "metrics/glue/random-tiny/SST-2.json": job({k: twin for k in seeds}),
@@ -377,7 +378,7 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     study = Study.load(tmp_path / "a.yaml")
     k3, k1 = _exp("abl-k3-default-s0", 1.0, 0.5), _exp("abl-k1-default-s0", 1.0, 0.5)
     k3["data"]["metrics"].update(_glue_metrics({42: 0.70, 43: 0.74}))  # retention 0.5 and 0.6
-    k1["data"]["metrics"].update(_glue_metrics({42: 0.86, 43: 0.82}))  # retention 0.9 and 0.8
+    k1["data"]["metrics"].update(_glue_metrics({42: 0.86, 43: 0.82}, layers=2))  # retention 0.9 and 0.8
     probes_only = copy.deepcopy(k1)  # the same arm queued without the glue overrides: its GLUE files are the
     probes_only["name"] = probes_only["data"]["name"] = "abl-k1-default-s1"  # baseline's, never counted
     probes_only["data"]["metrics"].update(_glue_metrics({42: 0.10, 43: 0.10}))
@@ -386,10 +387,15 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     study = dataclasses.replace(study, glue={"finetune": {"seeds": [42, 43]}})
     write_report(study, _shown(k3, k1, probes_only), tmp_path / "ablations.md")
     text = (tmp_path / "ablations.md").read_text()
-    k3_row = text.split("### k3, scale default")[1].splitlines()[4]
-    k1_row = text.split("### k1, scale default")[1].splitlines()[4]
-    assert k3_row.startswith("| tiny | 72.0 ± 2.8 (ret 0.55 ± 0.07) | 0.55 ± 0.07 |")
-    assert k1_row == "| tiny | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 | +0.30 | yes |"
+    k3_rows = text.split("### k3, scale default")[1].split("###")[0].splitlines()
+    k1_rows = text.split("### k1, scale default")[1].split("###")[0].splitlines()
+    k3_row = next(r for r in k3_rows if r.startswith("| tiny |"))
+    k1_row = next(r for r in k1_rows if r.startswith("| tiny |"))
+    assert k3_row.startswith("| tiny | L1 A6 H192 F384 | 72.0 ± 2.8 (ret 0.55 ± 0.07) | 0.55 ± 0.07 |")
+    assert k1_row == "| tiny | L2 A6 H192 F384 | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 | +0.30 | yes |"
+    # the teacher and the twin, whose scores retention is made of, are in the table, with no retention of their own
+    assert any(r.startswith("| teacher | ? | 90.0 ± 0.0 | - |") for r in k3_rows)
+    assert any(r.startswith("| random-tiny | ? | 50.0 ± 0.0 | - |") for r in k1_rows)
     assert (tmp_path / "ablations_glue.png").stat().st_size > 0 and "ablations_glue.png" in text
     del k1["data"]["metrics"]["metrics/glue/random-tiny/SST-2.json"]  # the twin's job is what retention needs
     assert "| k1 | 2 |" in text  # both k1 runs count in the probes

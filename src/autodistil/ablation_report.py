@@ -142,25 +142,35 @@ def glue_scores(metrics: Mapping, exp: str) -> dict:
         return {r["seed"]: r["score"] for r in runs}
 
     out = {}
-    for student, info in summary.items():
-        if info.get("kind") != "student":
-            continue
+    for model, info in summary.items():  # the teacher and the twins too: the figures retention is made of
         scores, retention = {}, {}
         for task in tasks:
-            s, t, r = per_seed(student, task), per_seed("teacher", task), per_seed(f"random-{student}", task)
+            s = per_seed(model, task)
             scores[task] = [s[k] for k in sorted(s)]
-            # keyed by run (experiment, fine-tuning seed): a seed whose teacher ties its twin has no retention
-            retention[task] = {f"{exp}:{k}": (s[k] - r[k]) / (t[k] - r[k]) for k in sorted(s)
-                               if k in t and k in r and t[k] != r[k]}
-        out[student] = {"scores": scores, "retention": retention}
+            if info.get("kind") == "student":
+                t, r = per_seed("teacher", task), per_seed(f"random-{model}", task)
+                # keyed by run (experiment, fine-tuning seed): a seed whose teacher ties its twin has no retention
+                retention[task] = {f"{exp}:{k}": (s[k] - r[k]) / (t[k] - r[k]) for k in sorted(s)
+                                   if k in t and k in r and t[k] != r[k]}
+        out[model] = {"kind": info.get("kind"), "arch": {arch_label(info.get("arch"))}, "scores": scores,
+                      "retention": retention}
     return out
+
+
+def arch_label(arch) -> str:
+    """``L4 A12 H384 F768`` from a summary's arch mapping (``?`` where the summary has none)."""
+    if not isinstance(arch, Mapping):
+        return "?"
+    return " ".join(f"{k}{arch.get(key, '?')}" for k, key in (("L", "layers"), ("A", "heads"), ("H", "hidden"),
+                                                                ("F", "ffn")))
 
 
 def merge_glue(a: dict | None, b: dict) -> dict:
     if a is None:
         return b
     for student, d in b.items():
-        mine = a.setdefault(student, {"scores": {}, "retention": {}})
+        mine = a.setdefault(student, {"kind": d["kind"], "arch": set(), "scores": {}, "retention": {}})
+        mine["arch"] |= d["arch"]  # SuperLM seeds may choose different students
         for task, values in d["scores"].items():
             mine["scores"].setdefault(task, []).extend(values)
         for task, values in d["retention"].items():
@@ -254,9 +264,9 @@ def glue_tables(study, glue: Mapping) -> list[str]:
         ref = glue.get((study.reference, scale))
         tasks = _tasks(c)
         lines += [f"### {arm}, scale {scale}", "",
-                  "| student | " + " | ".join(tasks)
+                  "| model | arch | " + " | ".join(tasks)
                   + " | retention (mean of tasks) | Δ vs reference | beyond spread |",
-                  "|---|" + "---|" * (len(tasks) + 3)]
+                  "|---|---|" + "---|" * (len(tasks) + 3)]
         for student, d in c["glue"].items():
             cells = [f"{Spread([100 * x for x in d['scores'][t]]).text(1)}"
                      + (f" (ret {Spread(list(d['retention'][t].values())).text(2)})" if d["retention"].get(t) else "")
@@ -266,8 +276,8 @@ def glue_tables(study, glue: Mapping) -> list[str]:
                 "glue"] else []
             delta = (f"{Spread(mine).mean - Spread(theirs).mean:+.2f} | {Spread(mine).beyond(Spread(theirs))}"
                      if mine and theirs else " | ")
-            lines.append(f"| {student} | " + " | ".join(cells) + f" | {Spread(mine).text(2) if mine else '-'} | "
-                         f"{delta} |")
+            lines.append(f"| {student} | {', '.join(sorted(d['arch']))} | " + " | ".join(cells)
+                         + f" | {Spread(mine).text(2) if mine else '-'} | {delta} |")
         lines.append("")
     return lines
 
@@ -280,7 +290,7 @@ def glue_picture(study, glue: Mapping, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = list(glue)
-    students = list(dict.fromkeys(s for c in glue.values() for s in c["glue"]))
+    students = list(dict.fromkeys(s for c in glue.values() for s, d in c["glue"].items() if d["kind"] == "student"))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(keys)), 3.8))
     for j, student in enumerate(students):
         xs, ys, es = [], [], []
