@@ -196,6 +196,8 @@ def test_the_queue_commands_are_dvc_experiments_named_for_their_arm(tmp_path):
     # a GLUE arm runs the whole pipeline with the study's fine-tuning seeds; the others stop at the probes
     assert "probes" not in k1 and "++finetune.seeds=[42,43,44]" in k1
     assert mse[5] == "abl-mse-default-s1" and mse[-1] == "probes" and not any("finetune" in x for x in mse)
+    (short,) = queue_commands(plan(study, base, ["k1"], ["default"], [1], probes_only=True), base)
+    assert short[-1] == "probes" and not any("finetune" in x for x in short) and "++partition.k=1" in short
 
 
 def test_a_bad_ablation_config_is_named(tmp_path):

@@ -161,10 +161,11 @@ def pinned_budgets(params: Mapping, search_dir: str | Path, arm: str) -> dict:
 
 
 def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales: Sequence[str] | None = None,
-         seeds: Sequence[int] | None = None, where: str = CONFIG, search_dir: str | Path = "metrics/search"
-         ) -> list[Run]:
+         seeds: Sequence[int] | None = None, where: str = CONFIG, search_dir: str | Path = "metrics/search",
+         probes_only: bool = False) -> list[Run]:
     """Every run of the study (or of the chosen arms, scales and seeds), each with the overrides that give it the
-    reference arm's compute times its scale (and, for ``students: reference``, the default run's students)."""
+    reference arm's compute times its scale (and, for ``students: reference``, the default run's students).
+    ``probes_only``: GLUE arms too stop at the probes (a second SuperLM seed for the probe table, say)."""
     for kind, chosen, known in (("arm", arms, study.arms), ("scale", scales, study.scales)):
         bad = [x for x in chosen or [] if x not in known]
         if bad:
@@ -188,7 +189,8 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
                 overrides = copy.deepcopy(arm.params)
                 if steps != own_steps:  # an arm that already has the compute keeps its params (and DVC's cache)
                     overrides = merge(overrides, {"superlm": {"max_steps": steps, "max_tokens": None}})
-            if arm.glue:
+            glue = arm.glue and not probes_only
+            if glue:
                 overrides = merge(overrides, study.glue)
             if arm.students == "reference":  # budgets are replaced whole: all of them, each with its pin
                 overrides = merge(overrides, {"search": {"budgets": pinned_budgets(params, search_dir, arm.name)}})
@@ -198,7 +200,7 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
                 if seed != params["superlm"].get("seed", 0):
                     run_overrides = merge(overrides, {"superlm": {"seed": seed}})
                 runs.append(Run(experiment_name(arm.name, scale, seed), arm.name, scale, seed, run_overrides,
-                                per_step * steps, None if arm.glue else "probes"))
+                                per_step * steps, None if glue else "probes"))
     return runs
 
 
@@ -223,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--arms", nargs="+")
     ap.add_argument("--scales", nargs="+")
     ap.add_argument("--seeds", nargs="+", type=int)
+    ap.add_argument("--probes-only", action="store_true", help="GLUE arms too stop at the probes stage")
     ap.add_argument("--search", default="metrics/search",
                     help="the default run's search results (the students of arms with students: reference)")
     ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it, over --commits commits)")
@@ -238,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"wrote {args.out}")
             return
         base = _params(args.params)
-        runs = plan(study, base, args.arms, args.scales, args.seeds, args.config, args.search)
+        runs = plan(study, base, args.arms, args.scales, args.seeds, args.config, args.search, args.probes_only)
         commands = queue_commands(runs, base)
         ref = {r.scale: r.planned_flops for r in plan(study, base, [study.reference], args.scales, args.seeds[:1]
                                                        if args.seeds else None, args.config, args.search)}
