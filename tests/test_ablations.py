@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from pathlib import Path
 
@@ -169,6 +168,8 @@ def test_an_arm_of_the_reference_students_pins_every_budget_to_the_default_runs_
     assert budgets["tiny"]["tiny"]["arch"] == "L1-A6-H192-F384"
     (cmd,) = queue_commands([run], base)
     assert "~search.budgets" in cmd and "++search.budgets.small.small.arch=L1-A12-H384-F768" in cmd
+    (short,) = plan(study, base, ["untrained"], seeds=[0], search_dir=tmp_path / "none", probes_only=True)
+    assert "search" not in short.overrides  # stopping at the probes, it searches nothing: no pin, no files needed
     (k3,) = plan(study, base, ["k3"], ["default"], [0], search_dir=tmp_path / "none")  # a searching arm: no pin
     assert "budgets" not in k3.overrides.get("search", {})
     (found / "small.json").unlink()
@@ -181,6 +182,11 @@ def test_an_arm_of_the_reference_students_pins_every_budget_to_the_default_runs_
     config["arms"]["k3"]["params"] = {"superlm": {"lr": 1e-3}}  # the default run would not be the reference
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(InputError, match="the reference arm 'k3' must have no params"):
+        Study.load(tmp_path / "a.yaml")
+    config["arms"]["k3"]["params"] = {}
+    config.pop("glue")  # nothing would tell a fine-tuned run from a probes-only one
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(InputError, match="arms marked glue: true need the 'glue' overrides"):
         Study.load(tmp_path / "a.yaml")
 
 
@@ -364,7 +370,8 @@ def _glue_metrics(student_scores: dict[int, float], teacher: float = 0.9, twin: 
     return {
         "metrics/summary.json": {"data": {"tasks": ["SST-2"], "models": {
             "teacher": {"kind": "teacher"}, "random-tiny": {"kind": "random"},
-            "tiny": {"kind": "student", "arch": {"layers": layers, "heads": 6, "hidden": 192, "ffn": 384}}}}},
+            "tiny": {"kind": "student", "arch": {"layers": layers, "heads": 6, "hidden": 192, "ffn": 384,
+                                                 "head_size": 32}}}}},
         "metrics/glue/tiny/SST-2.json": job(student_scores),
         "metrics/glue/teacher/SST-2.json": job({k: teacher for k in seeds}),
         "metrics/glue/random-tiny/SST-2.json": job({k: twin for k in seeds}),
@@ -375,7 +382,8 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     from autodistil.ablation_report import write_report
     from autodistil.ablations import Study
 
-    config = {"reference": "k3", "seeds": [0], "arms": {"k3": {"glue": True}, "k1": {"glue": True}}}
+    config = {"reference": "k3", "seeds": [0], "glue": {"finetune": {"seeds": [42, 43]}},
+              "arms": {"k3": {"glue": True}, "k1": {"glue": True}}}
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
     study = Study.load(tmp_path / "a.yaml")
     k3, k1 = _exp("abl-k3-default-s0", 1.0, 0.5), _exp("abl-k1-default-s0", 1.0, 0.5)
@@ -386,21 +394,27 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     probes_only["data"]["metrics"].update(_glue_metrics({42: 0.10, 43: 0.10}))
     for exp in (k3, k1):
         exp["data"]["params"] = {"params.yaml": {"data": {"finetune": {"seeds": [42, 43], "lr": 1e-4}}}}
-    study = dataclasses.replace(study, glue={"finetune": {"seeds": [42, 43]}})
     write_report(study, _shown(k3, k1, probes_only), tmp_path / "ablations.md")
     text = (tmp_path / "ablations.md").read_text()
     k3_rows = text.split("### k3, scale default")[1].split("###")[0].splitlines()
     k1_rows = text.split("### k1, scale default")[1].split("###")[0].splitlines()
     k3_row = next(r for r in k3_rows if r.startswith("| tiny |"))
     k1_row = next(r for r in k1_rows if r.startswith("| tiny |"))
-    assert k3_row.startswith("| tiny | L1 A6 H192 F384 | 72.0 ± 2.8 (ret 0.55 ± 0.07) | 0.55 ± 0.07 |")
-    assert k1_row == "| tiny | L2 A6 H192 F384 | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 | +0.30 | yes |"
+    assert k3_row.startswith("| tiny | L1-A6-H192-F384 | 72.0 ± 2.8 (ret 0.55 ± 0.07) | 0.55 ± 0.07 |")
+    assert k1_row == "| tiny | L2-A6-H192-F384 | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 | +0.30 | yes |"
     # the teacher and the twin, whose scores retention is made of, are in the table, with no retention of their own
     assert any(r.startswith("| teacher | ? | 90.0 ± 0.0 | - |") for r in k3_rows)
     assert any(r.startswith("| random-tiny | ? | 50.0 ± 0.0 | - |") for r in k1_rows)
     assert (tmp_path / "ablations_glue.png").stat().st_size > 0 and "ablations_glue.png" in text
     del k1["data"]["metrics"]["metrics/glue/random-tiny/SST-2.json"]  # the twin's job is what retention needs
-    assert "| k1 | 2 |" in text  # both k1 runs count in the probes
+    assert "| k1 | 2 |" in text  # both k1 runs count in the probes, one is listed as probes only
+    assert "(probes only, not in the GLUE tables): abl-k1-default-s1." in text
+    # params as DVC shows them (YAML 1.2: 0.0001) carry an override YAML 1.1 read as the string '1e-4'
+    from autodistil.ablation_report import carries
+
+    assert carries({"finetune": {"lr": 0.0001, "seeds": [42, 43]}}, {"finetune": {"lr": "1e-4", "seeds": [42, 43]}})
+    assert not carries({"finetune": {"lr": 0.0001}}, {"finetune": {"lr": "2e-4"}})
+    assert not carries({"finetune": {"seeds": [42]}}, {"finetune": {"seeds": [42, 43]}})
     with pytest.raises(InputError, match="abl-k1-default-s0 lacks metrics/glue/random-tiny/SST-2.json"):
         write_report(study, _shown(k3, k1), tmp_path / "again.md")
 

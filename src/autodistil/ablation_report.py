@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from .io import InputError
+from .io import InputError, number
 
 NAME = re.compile(r"^abl-(?P<arm>[A-Za-z0-9_]+)-(?P<scale>[A-Za-z0-9_]+)-s(?P<seed>\d+)$")
 PROBES = "metrics/probes.json"
@@ -87,7 +87,7 @@ class Spread:
         return "yes" if abs(self.mean - ref.mean) > max(self.range, ref.range) else "no"
 
 
-def collect(study, shown, unfinished: list | None = None) -> dict:
+def collect(study, shown, unfinished: list | None = None, probes_only: list | None = None) -> dict:
     """{(arm, scale): {"seeds": [...], "relation", "cka", "flops", "by_band": {band: {"relation", "cka"}},
     "glue": {student: {task: [scores], "retention": [values]}}}} from the experiments of the study's arms."""
     out: dict = defaultdict(lambda: {"seeds": [], "relation": [], "cka": [], "flops": [], "by_band": defaultdict(
@@ -114,21 +114,34 @@ def collect(study, shown, unfinished: list | None = None) -> dict:
         if not superlms:
             raise InputError(f"experiment {name} lacks metrics/superlm/<subspace>.json")
         cell["flops"].append(sum(_need(metrics, p, name, "train_flops") for p in superlms))
-        if study.arms[m["arm"]].glue and carries(params, study.glue):  # else a run of its probes only
-            cell["glue"] = merge_glue(cell["glue"], glue_scores(metrics, name))
+        if study.arms[m["arm"]].glue:
+            if carries(params, study.glue):
+                cell["glue"] = merge_glue(cell["glue"], glue_scores(metrics, name))
+            elif probes_only is not None:  # queued with --probes-only (or before the arm was marked glue)
+                probes_only.append(name)
     return dict(out)
 
 
 def carries(params: Mapping, overrides: Mapping) -> bool:
     """Whether ``params`` hold every value of ``overrides``: a GLUE arm's experiment queued without the study's
-    ``glue`` overrides ran only to its probes, and the GLUE metrics it shows are its baseline commit's."""
+    ``glue`` overrides ran only to its probes, and the GLUE metrics it shows are its baseline commit's. Values are
+    compared as DVC writes them (``1e-4`` read by YAML 1.1 as a string equals DVC's ``0.0001``)."""
     for key, value in overrides.items():
         if isinstance(value, Mapping):
             if not (isinstance(params.get(key), Mapping) and carries(params[key], value)):
                 return False
-        elif params.get(key) != value:
+        elif _same(params.get(key), value) is False:
             return False
     return True
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return number(a) == number(b)
+    except (TypeError, ValueError):
+        return a == b
 
 
 def glue_scores(metrics: Mapping, exp: str) -> dict:
@@ -158,11 +171,14 @@ def glue_scores(metrics: Mapping, exp: str) -> dict:
 
 
 def arch_label(arch) -> str:
-    """``L4 A12 H384 F768`` from a summary's arch mapping (``?`` where the summary has none)."""
-    if not isinstance(arch, Mapping):
+    """The architecture's name as the search's CSV and a pinned budget spell it (``L4-A12-H384-F768``) from a
+    summary's arch mapping; ``?`` where the summary has none."""
+    from .space import Arch
+
+    try:
+        return Arch.from_dict(dict(arch)).name
+    except (TypeError, KeyError, ValueError):
         return "?"
-    return " ".join(f"{k}{arch.get(key, '?')}" for k, key in (("L", "layers"), ("A", "heads"), ("H", "hidden"),
-                                                                ("F", "ffn")))
 
 
 def merge_glue(a: dict | None, b: dict) -> dict:
@@ -180,7 +196,8 @@ def merge_glue(a: dict | None, b: dict) -> dict:
 
 def write_report(study, shown, out: Path) -> None:
     unfinished: list = []
-    cells = collect(study, shown, unfinished)
+    probes_only: list = []
+    cells = collect(study, shown, unfinished, probes_only)
     unfinished = [(n, st) for n, st in unfinished if n and n.startswith("abl-")]
     if not cells:
         raise InputError("no experiment of the study in `dvc exp show` (queue them: python -m autodistil.ablations "
@@ -228,10 +245,14 @@ def write_report(study, shown, out: Path) -> None:
                                         key=lambda k: (order[k[0]], order.get(f"scale:{k[1]}", 99)))}
     if glue:
         lines += glue_tables(study, glue)
+    if probes_only:
+        lines += ["Runs of GLUE arms without the study's `glue` overrides (probes only, not in the GLUE tables): "
+                  + ", ".join(probes_only) + ".", ""]
     if unfinished:
         lines += ["Not finished when this was written: " + ", ".join(f"{n} ({st})" for n, st in unfinished) + ".", ""]
     lines += ["Caveats: the relation measure is the KL loss, which the `mse` arm did not train on; the `hidden` arm "
-              "trains the final hidden state that CKA compares. An arm with `compute: none` trains at no scale: its "
+              "trains the final hidden state that CKA compares; every arm, `pairs` too, is probed on the same single-segment "
+              "held-out blocks. An arm with `compute: none` trains at no scale: its "
               "runs are shown at every scale. An arm with one run has no seed range of its own: nothing is claimed "
               "for it (*one run*).", "", "![probe quality per arm](ablations_probes.png)", ""]
     from .io import atomic_path

@@ -12,9 +12,9 @@ the SuperLM compute of the reference arm times the scale: the expected FLOPs of 
 ``superlm.seed`` (data order, sampled sub-networks, dropout, and the blocks the importance order is measured on).
 An arm marked ``glue: true`` also fine-tunes its students (``glue`` overrides of the config: seeds, tasks) and its
 experiment runs the whole pipeline; the others stop at the ``probes`` stage. An arm marked ``students: reference``
-does not search: its students are pinned (``search.budgets.*.arch``) to the architectures the default run chose
-(``metrics/search/<subspace>.json``; the reference arm must be params.yaml itself), so that only the weights
-differ. Experiments are named
+takes the default run's students: they are pinned (``search.budgets.*.arch``) to the architectures the default
+run chose (``metrics/search/<subspace>.json``; the reference arm must be params.yaml itself), so that only the
+weights differ from the reference at params.yaml's seed (the reference at another seed may choose others). Experiments are named
 ``abl-<arm>-<scale>-s<seed>``; their MLflow runs carry that name in the tag ``dvc_exp_name``.
 """
 
@@ -89,6 +89,9 @@ class Study:
         study = cls(raw.get("reference", next(iter(arms))), seeds, scales, raw.get("glue") or {}, arms)
         if study.reference not in arms or arms[study.reference].compute != "match":
             raise InputError(f"{path}: reference {study.reference!r} must be an arm with compute: match")
+        if any(a.glue for a in arms.values()) and not study.glue:
+            raise InputError(f"{path}: arms marked glue: true need the 'glue' overrides (fine-tuning seeds, tasks): "
+                             f"they are what tells a fine-tuned run from one that stopped at the probes")
         pinned = [a.name for a in arms.values() if a.students == "reference"]
         if pinned and arms[study.reference].params:
             raise InputError(f"{path}: arms {', '.join(pinned)} take the default run's students (students: "
@@ -145,18 +148,21 @@ class Run:
 def pinned_budgets(params: Mapping, search_dir: str | Path, arm: str) -> dict:
     """``search.budgets`` of ``params`` with every student pinned to the architecture the default run chose for it
     (``<search_dir>/<subspace>.json``)."""
-    budgets = copy.deepcopy(dict(params["search"]["budgets"]))
+    budgets = copy.deepcopy(dict((params.get("search") or {}).get("budgets") or {}))
     for sub, group in budgets.items():
         path = Path(search_dir) / f"{sub}.json"
         try:
             chosen = json.loads(path.read_text(encoding="utf-8"))["students"]
         except (OSError, ValueError, KeyError, TypeError):
             raise InputError(f"{path}: no search result of the default run, which arms.{arm} (students: reference) "
-                             f"takes its students from (run `dvc repro search@{sub}`)") from None
+                             f"takes its students from (run `dvc repro search@{sub}`; an arm that changes the "
+                             f"partition cannot take the default run's students)") from None
         for student in group:
-            if student not in chosen:
-                raise InputError(f"{path}: no student {student!r}, which arms.{arm} (students: reference) pins")
-            group[student] = {**(group[student] or {}), "arch": chosen[student]["arch_name"]}
+            arch = (chosen.get(student) or {}).get("arch_name") if isinstance(chosen, dict) else None
+            if not arch:
+                raise InputError(f"{path}: no student {student!r} with an arch_name, which arms.{arm} "
+                                 f"(students: reference) pins")
+            group[student] = {**(group[student] or {}), "arch": arch}
     return budgets
 
 
@@ -192,7 +198,7 @@ def plan(study: Study, base: Mapping, arms: Sequence[str] | None = None, scales:
             glue = arm.glue and not probes_only
             if glue:
                 overrides = merge(overrides, study.glue)
-            if arm.students == "reference":  # budgets are replaced whole: all of them, each with its pin
+            if arm.students == "reference" and glue:  # only a GLUE run searches; budgets are replaced whole
                 overrides = merge(overrides, {"search": {"budgets": pinned_budgets(params, search_dir, arm.name)}})
             chosen_seeds = list(seeds if seeds is not None else study.seeds)
             for seed in chosen_seeds:

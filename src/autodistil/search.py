@@ -318,7 +318,7 @@ def check_feasible(rows: list[dict], budget: Budget, convention: str = "paper", 
         raise NoFitError(_not_a_candidate(budget, subspace))
     admitted = [r for r in rows if budget.admits(r)]
     if not any(budget.fits_static(r, convention) for r in admitted):
-        static = Budget(budget.name, budget.max_params, budget.max_gflops)
+        static = Budget(budget.name, budget.max_params, budget.max_gflops, arch=budget.arch)
         raise NoFitError(_no_fit_message(admitted, static, convention, subspace, None))
 
 
@@ -355,8 +355,9 @@ def select(rows: list[dict], budget: Budget, convention: str = "paper", subspace
 
 def _not_a_candidate(budget: Budget, subspace: str) -> str:
     where = f" of sub-space {subspace!r}" if subspace else ""
-    return (f"budget {budget.name!r}: the pinned arch {budget.arch} is not a candidate{where}; pin one of the "
-            f"sub-space's candidates (metrics/search/<subspace>.csv lists them) in params.yaml: search.budgets")
+    key = f"search.budgets.{subspace or '<sub-space>'}.{budget.name}.arch"
+    return (f"budget {budget.name!r}: the pinned arch {budget.arch} is not a candidate{where}; set {key} to one of "
+            f"the sub-space's candidates (partition/subspaces.json lists its grid) or remove it")
 
 
 def _no_fit_message(rows, budget: Budget, convention: str, subspace: str, latency) -> str:
@@ -379,7 +380,8 @@ def _no_fit_message(rows, budget: Budget, convention: str, subspace: str, latenc
         r = min(pool, key=lambda r: r["latency_ms"])
         parts.append(f"max_latency_ms {budget.max_latency_ms:.4g} but the fastest candidate"
                      f"{' within the other limits' if static and (budget.max_params or budget.max_gflops) else ''} {r['arch']} takes {r['latency_ms']:.4g} ms")
-    return (f"budget {budget.name!r}{where}: no candidate fits ({convention} convention): " + "; ".join(parts)
+    pinned = f" (pinned to {budget.arch}: raise the limit or pin another)" if budget.arch else ""
+    return (f"budget {budget.name!r}{where}: no candidate fits ({convention} convention){pinned}: " + "; ".join(parts)
             + "; raise the budget in params.yaml: search.budgets")
 
 

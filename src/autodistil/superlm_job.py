@@ -50,6 +50,13 @@ class SuperLMJob:
         device = pick_device(cfg.device, d)
         teacher = load_teacher(source, device)
         dims = TeacherDims.from_config(teacher.config)
+        if cfg.segments == "pairs":  # checked before the importance pass, not at the first step
+            if blocks.shape[1] < 5:
+                raise InputError(f"{where}.segments: pairs need corpus blocks of at least 5 tokens, {corpus} has "
+                                 f"{blocks.shape[1]}")
+            if getattr(teacher.config, "type_vocab_size", 0) < 2:
+                raise InputError(f"{where}.segments: pairs need a teacher with two token types, {source!r} has "
+                                 f"{getattr(teacher.config, 'type_vocab_size', 0)}")
         try:
             candidates = sub.candidates(dims)
         except SearchSpaceError as e:
