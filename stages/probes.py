@@ -39,7 +39,7 @@ def main() -> None:
 
     from autodistil.corpus import load_blocks
     from autodistil.io import number
-    from autodistil.partition import _bands, load_subspaces, load_teacher_shape
+    from autodistil.partition import load_subspaces, load_teacher_shape, parse_bands
     from autodistil.probes import probe_set
     from autodistil.space import SearchSpaceError
 
@@ -52,7 +52,7 @@ def main() -> None:
     subspaces = load_subspaces(args.subspaces)
     dims, _ = load_teacher_shape(args.subspaces)
     try:  # the probe set: the teacher and this section only, whatever the partition
-        probes = probe_set(dims, _bands(p.get("bands"), f"{args.params}: probes.bands"), per_band, p.get("floors"),
+        probes = probe_set(dims, parse_bands(p.get("bands"), f"{args.params}: probes.bands"), per_band, p.get("floors"),
                            p.get("convention", "stock"), seq_len)
     except (SearchSpaceError, ValueError, TypeError) as e:
         raise InputError(f"{args.params}: probes: {e}") from None

@@ -18,33 +18,46 @@ from conftest import REPO
 PACKAGE = REPO / "src" / "autodistil"
 
 
+def _files_run(parts: list[str]) -> set[str]:
+    """The package files importing ``autodistil.<parts...>`` runs (paths under the package): every package's
+    ``__init__.py`` on the way down, then the module itself. Names that are no module (a class imported from a
+    package's ``__init__``) end the walk."""
+    files = {"__init__.py"}
+    for i in range(1, len(parts) + 1):
+        rel = "/".join(parts[:i])
+        if (PACKAGE / rel).is_dir():
+            files.add(f"{rel}/__init__.py")
+        elif (PACKAGE / f"{rel}.py").is_file():
+            files.add(f"{rel}.py")
+            break
+        else:
+            break
+    return files
+
+
 def _imported_modules(path: Path) -> set[str]:
-    """Names of the package modules one file imports (absolute or relative, anywhere in the file)."""
-    in_package = path.parent == PACKAGE
-    found = set()
+    """The package files one file runs by its imports (absolute or relative, anywhere in the file, subpackages
+    included), as paths under the package."""
+    inside = PACKAGE in path.parents
+    here = list(path.parent.relative_to(PACKAGE).parts) if inside else []
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "autodistil":
-                    found.add(parts[1] if len(parts) > 1 else "__init__")
+                    found |= _files_run(parts[1:])
         elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level == 1 and in_package:
-                parts = ["autodistil", *module.split(".")] if module else ["autodistil"]
-            elif node.level == 0:
-                parts = module.split(".")
+            module = node.module.split(".") if node.module else []
+            if node.level and inside:
+                parts = here[:len(here) - (node.level - 1)] + module
+            elif node.level == 0 and module[:1] == ["autodistil"]:
+                parts = module[1:]
             else:
                 continue
-            if parts[0] != "autodistil":
-                continue
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:  # from autodistil import x: x may be a module or a name of __init__
-                found.add("__init__")
-                found.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").is_file())
-    if found:
-        found.add("__init__")  # importing any submodule runs the package's __init__ first
+            found |= _files_run(parts)
+            for alias in node.names:  # from autodistil(.pkg) import x: x may be a module
+                found |= _files_run([*parts, alias.name])
     return found
 
 
@@ -52,12 +65,12 @@ def module_closure(script: Path) -> set[str]:
     """Every package module a script executes, as paths relative to the repository root."""
     todo, seen = list(_imported_modules(script)), set()
     while todo:
-        name = todo.pop()
-        if name in seen:
+        rel = todo.pop()
+        if rel in seen:
             continue
-        seen.add(name)
-        todo.extend(_imported_modules(PACKAGE / f"{name}.py"))
-    return {f"src/autodistil/{name}.py" for name in seen}
+        seen.add(rel)
+        todo.extend(_imported_modules(PACKAGE / rel))
+    return {f"src/autodistil/{rel}" for rel in seen}
 
 
 def _stages() -> list[tuple[str, Path, set[str], set[str]]]:
@@ -79,7 +92,7 @@ def test_stage_deps_match_its_imports(name, script, deps, runners):
     assert str(script.relative_to(REPO)) in deps, f"{name}: its own script is not a dep"
     needed = module_closure(script)
     for module in runners:  # `python -m autodistil.launch stages/...`: the launcher runs too
-        needed |= {f"src/autodistil/{module}.py"} | module_closure(PACKAGE / f"{module}.py")
+        needed |= {f"src/autodistil/{module}.py", "src/autodistil/__init__.py"} | module_closure(PACKAGE / f"{module}.py")
     listed = {d for d in deps if d.startswith("src/autodistil/")}
     assert not needed - listed, f"{name}: imports but does not depend on {sorted(needed - listed)}"
     assert not listed - needed, f"{name}: depends on modules it never imports {sorted(listed - needed)}"
@@ -90,4 +103,8 @@ def test_closure_sees_nested_and_relative_imports():
     # imports the custom model class
     closure = module_closure(REPO / "stages" / "finetune.py")
     for module in ("finetune", "glue", "io", "__init__", "modeling_autodistil_bert"):
+        assert f"src/autodistil/{module}.py" in closure
+    # a subpackage: its __init__ and, through it and its own relative imports, every module it runs
+    closure = module_closure(REPO / "stages" / "partition.py")
+    for module in ("partition/__init__", "partition/band", "partition/lattice", "cost", "space", "teacher"):
         assert f"src/autodistil/{module}.py" in closure

@@ -76,6 +76,23 @@ def check_family(model_type: str | None, source: str) -> None:
                          f"{', '.join(SUPPORTED_FAMILIES)}")
 
 
+def shape_config(source: str = PACKAGED_MINILM):
+    """The teacher's shape as its config states it (layers, heads, hidden and FFN sizes, vocabulary, positions,
+    token types), read without loading weights, the family checked (:func:`teacher_config`); a namespace that
+    ``TeacherDims.from_config`` and ``Vocab.from_config`` read."""
+    from types import SimpleNamespace
+
+    from .io import InputError
+
+    raw = teacher_config(source)
+    keys = ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
+            "vocab_size", "max_position_embeddings", "type_vocab_size")
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise InputError(f"teacher.source {source!r}: its config lacks {', '.join(missing)} (not a BERT-like config)")
+    return SimpleNamespace(**{k: raw[k] for k in keys})
+
+
 def load_tokenizer(source: str = PACKAGED_MINILM):
     from transformers import AutoTokenizer
 
