@@ -71,3 +71,26 @@ def test_pairs_are_the_same_whatever_the_micro_batch(tmp_path):
 def test_an_unknown_segments_value_is_named():
     with pytest.raises(InputError, match=r"superlm.segments: expected one of \('single', 'pairs'\), got 'triples'"):
         TrainConfig.from_params({"max_steps": 1, "segments": "triples"})
+
+
+def test_pairs_are_refused_before_training_for_short_blocks_or_a_teacher_with_one_token_type(tmp_path):
+    from autodistil.superlm_job import SuperLMJob
+    from tiny import tiny_subspace, tiny_teacher
+
+    teacher = tiny_teacher()
+    teacher.save_pretrained(tmp_path / "teacher")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    np.save(corpus / "train.npy", training_blocks(8, seq_len=4))
+    np.save(corpus / "heldout.npy", training_blocks(4, seq_len=4, seed=9))
+    cfg = TrainConfig(max_steps=1, segments="pairs", calibration_blocks=4)
+    with pytest.raises(InputError, match=r"superlm.segments: pairs need corpus blocks of at least 5 tokens, .* has 4"):
+        SuperLMJob.build(cfg, str(tmp_path / "teacher"), tiny_subspace(), corpus, {})
+    np.save(corpus / "train.npy", training_blocks(8))
+    from transformers import BertModel
+
+    one_type = teacher.config
+    one_type.type_vocab_size = 1
+    BertModel(one_type).save_pretrained(tmp_path / "one-type")
+    with pytest.raises(InputError, match=r"superlm.segments: pairs need a teacher with two token types, .* has 1"):
+        SuperLMJob.build(cfg, str(tmp_path / "one-type"), tiny_subspace(), corpus, {})
