@@ -150,8 +150,10 @@ def test_every_arm_of_the_study_gets_the_reference_compute_within_5_percent():
 def _search_results(folder: Path, **students: str) -> Path:
     """metrics/search/<subspace>.json as the search stage writes it (the student named as its sub-space)."""
     folder.mkdir(parents=True, exist_ok=True)
+    fracs = {"base": 0.5, "small": 0.15, "tiny": 0.04}  # params.yaml's budgets, as the search records them
     for sub, arch in students.items():
-        (folder / f"{sub}.json").write_text(json.dumps({"students": {sub: {"arch_name": arch}}}))
+        budget = {"max_gflops": 1.0, "max_gflops_frac": fracs.get(sub, 1.0)}
+        (folder / f"{sub}.json").write_text(json.dumps({"students": {sub: {"arch_name": arch, "budget": budget}}}))
     return folder
 
 
@@ -172,6 +174,11 @@ def test_an_arm_of_the_reference_students_pins_every_budget_to_the_default_runs_
     assert "search" not in short.overrides  # stopping at the probes, it searches nothing: no pin, no files needed
     (k3,) = plan(study, base, ["k3"], ["default"], [0], search_dir=tmp_path / "none")  # a searching arm: no pin
     assert "budgets" not in k3.overrides.get("search", {})
+    stale = json.loads((found / "tiny.json").read_text())
+    stale["students"]["tiny"]["budget"]["max_gflops_frac"] = 0.05  # searched under another budget
+    (found / "tiny.json").write_text(json.dumps(stale))
+    with pytest.raises(InputError, match=r"'tiny' was searched under the budget .*params.yaml asks .*dvc repro search@tiny"):
+        plan(study, base, ["untrained"], seeds=[0], search_dir=found)
     (found / "small.json").unlink()
     with pytest.raises(SystemExit) as e:
         main(["plan", "--arms", "untrained", "--search", str(found)])

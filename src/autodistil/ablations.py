@@ -158,11 +158,16 @@ def pinned_budgets(params: Mapping, search_dir: str | Path, arm: str) -> dict:
                              f"takes its students from (run `dvc repro search@{sub}`; an arm that changes the "
                              f"partition cannot take the default run's students)") from None
         for student in group:
-            arch = (chosen.get(student) or {}).get("arch_name") if isinstance(chosen, dict) else None
-            if not arch:
+            record = (chosen.get(student) or {}) if isinstance(chosen, dict) else {}
+            if not record.get("arch_name"):
                 raise InputError(f"{path}: no student {student!r} with an arch_name, which arms.{arm} "
                                  f"(students: reference) pins")
-            group[student] = {**(group[student] or {}), "arch": arch}
+            asked = {k: v for k, v in (group[student] or {}).items() if k != "arch"}
+            searched = record.get("budget") or {}
+            if any(k not in searched or number(searched[k]) != number(v) for k, v in asked.items()):
+                raise InputError(f"{path}: {student!r} was searched under the budget {searched}, params.yaml asks "
+                                 f"{asked} (run `dvc repro search@{sub}` before taking its students)")
+            group[student] = {**(group[student] or {}), "arch": record["arch_name"]}
     return budgets
 
 
