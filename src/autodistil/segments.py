@@ -18,12 +18,22 @@ import numpy as np
 SEGMENTS = ("single", "pairs")
 
 
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, elementwise on uint64 (wrapping arithmetic): a well-spread hash of a counter."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 def pair_splits(rows: Sequence[int], seed: int, step: int, seq_len: int) -> np.ndarray:
-    """The position of the middle [SEP] of each block row (between ``seq_len // 4`` and ``3 * seq_len // 4``)."""
+    """The position of the middle [SEP] of each block row (between ``seq_len // 4`` and ``3 * seq_len // 4``), a
+    hash of (seed, step, row): vectorised, so a 2,048-row batch costs the host microseconds per step."""
     if seq_len < 5:
         raise ValueError(f"segment pairs need blocks of at least 5 tokens, got {seq_len}")
     lo, hi = max(2, seq_len // 4), min(seq_len - 3, 3 * seq_len // 4)
-    return np.array([np.random.default_rng((seed, step, int(r))).integers(lo, hi + 1) for r in rows], dtype=np.int64)
+    key = _mix(np.array([seed, step], dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+    draw = _mix(np.asarray(rows, dtype=np.uint64) ^ _mix(key[0] ^ _mix(key[1:]))[0])
+    return (lo + draw % np.uint64(hi - lo + 1)).astype(np.int64)
 
 
 def as_pairs(blocks: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
