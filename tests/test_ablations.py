@@ -375,8 +375,10 @@ def _glue_metrics(student_scores: dict[int, float], teacher: float = 0.9, twin: 
 
     seeds = list(student_scores)
     return {
-        "metrics/summary.json": {"data": {"tasks": ["SST-2"], "models": {
-            "teacher": {"kind": "teacher"}, "random-tiny": {"kind": "random"},
+        # as `dvc exp show` gives it: the summary's list of task names dropped, the score mappings kept
+        "metrics/summary.json": {"data": {"models": {
+            "teacher": {"kind": "teacher", "scores": {"SST-2": {"score": teacher * 100}}},
+            "random-tiny": {"kind": "random"},
             "tiny": {"kind": "student", "arch": {"layers": layers, "heads": 6, "hidden": 192, "ffn": 384,
                                                  "head_size": 32}}}}},
         "metrics/glue/tiny/SST-2.json": job(student_scores),
@@ -407,8 +409,9 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     k1_rows = text.split("### k1, scale default")[1].split("###")[0].splitlines()
     k3_row = next(r for r in k3_rows if r.startswith("| tiny |"))
     k1_row = next(r for r in k1_rows if r.startswith("| tiny |"))
-    assert k3_row.startswith("| tiny | L1-A6-H192-F384 | 72.0 ± 2.8 (ret 0.55 ± 0.07) | 0.55 ± 0.07 |")
-    assert k1_row == "| tiny | L2-A6-H192-F384 | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 | +0.30 | yes |"
+    assert k3_row.startswith("| tiny | L1-A6-H192-F384 | 72.0 ± 2.8 (ret 0.55 ± 0.07) | 0.55 ± 0.07 (SST-2) |")
+    assert k1_row == ("| tiny | L2-A6-H192-F384 | 84.0 ± 2.8 (ret 0.85 ± 0.07) | 0.85 ± 0.07 (SST-2) | +0.30 "
+                      "| yes |")
     # the teacher and the twin, whose scores retention is made of, are in the table, with no retention of their own
     assert any(r.startswith("| teacher | ? | 90.0 ± 0.0 | - |") for r in k3_rows)
     assert any(r.startswith("| random-tiny | ? | 50.0 ± 0.0 | - |") for r in k1_rows)
@@ -424,6 +427,39 @@ def test_glue_arms_get_scores_retention_per_seed_and_their_difference_to_the_ref
     assert not carries({"finetune": {"seeds": [42]}}, {"finetune": {"seeds": [42, 43]}})
     with pytest.raises(InputError, match="abl-k1-default-s0 lacks metrics/glue/random-tiny/SST-2.json"):
         write_report(study, _shown(k3, k1), tmp_path / "again.md")
+
+
+def test_retention_mean_leaves_out_tasks_where_the_teacher_does_not_separate_from_the_twin():
+    from autodistil.ablation_report import mean_retention, separated
+
+    glue = {"teacher": {"scores": {"SST-2": [0.84, 0.85], "RTE": [0.54, 0.57]}},
+            "random-tiny": {"scores": {"SST-2": [0.51, 0.52], "RTE": [0.53, 0.55]}}}
+    assert separated(glue, "tiny", ["SST-2", "RTE"]) == ["SST-2"]  # RTE: 0.54 is below the twin's 0.55
+    assert separated(glue, "base", ["SST-2"]) == []  # no twin, no retention
+    d = {"retention": {"SST-2": {"e:42": 0.6, "e:43": 0.8}, "RTE": {"e:42": 5.0, "e:43": -3.0}}}
+    assert mean_retention(d, ["SST-2"]) == pytest.approx([0.6, 0.8])
+    assert mean_retention(d) == pytest.approx([2.8, -1.1])  # what RTE's near-zero gap would do to the mean
+
+
+def test_glue_job_files_are_read_back_from_the_experiment_commit(tmp_path, monkeypatch):
+    """`dvc exp show` drops list values, the per-seed scores among them; the report reads them from Git."""
+    import subprocess
+
+    from autodistil.ablation_report import with_lists
+
+    monkeypatch.chdir(tmp_path)
+    job = {"score": 0.8, "per_seed": [{"seed": 42, "score": 0.79}, {"seed": 43, "score": 0.81}]}
+    (tmp_path / "metrics/glue/tiny").mkdir(parents=True)
+    (tmp_path / "metrics/glue/tiny/SST-2.json").write_text(json.dumps(job))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "exp"], check=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    shown = {"metrics/glue/tiny/SST-2.json": {"score": 0.8}, "metrics/probes.json": {"all": {}}}
+    assert with_lists(shown, rev)["metrics/glue/tiny/SST-2.json"]["per_seed"] == job["per_seed"]
+    assert with_lists(shown, rev)["metrics/probes.json"] == {"all": {}}
+    assert with_lists(shown, None) == shown  # a saved listing without commits is used as given
 
 
 def test_retention_is_averaged_over_tasks_run_by_run_leaving_out_runs_a_task_lacks():

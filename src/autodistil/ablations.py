@@ -239,8 +239,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--probes-only", action="store_true", help="GLUE arms too stop at the probes stage")
     ap.add_argument("--search", default="metrics/search",
                     help="the default run's search results (the students of arms with students: reference)")
-    ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it, over --commits commits)")
-    ap.add_argument("--commits", type=int, default=30, help="how many of HEAD's last commits to read experiments of")
+    ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it)")
+    ap.add_argument("--commits", type=int,
+                    help="read experiments of HEAD's last N commits only (default: of every commit; a study's runs "
+                         "outlive the commits they were queued from)")
     ap.add_argument("--out", default="docs/ablations.md")
     args = ap.parse_args(argv)
     try:
@@ -286,11 +288,11 @@ def _dvc(cmd: list[str]) -> str:
     return proc.stdout
 
 
-def _exp_show(saved: str | None, commits: int):
+def _exp_show(saved: str | None, commits: int | None):
     where = saved or "`dvc exp show --json`"
     try:
-        text = Path(saved).read_text(encoding="utf-8") if saved else _dvc(["dvc", "exp", "show", "--json", "-n",
-                                                                            str(commits)])
+        which = ["-n", str(commits)] if commits else ["--all-commits"]
+        text = Path(saved).read_text(encoding="utf-8") if saved else _dvc(["dvc", "exp", "show", "--json", *which])
         return json.loads(text)
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"{where}: not the JSON of dvc exp show ({str(e).splitlines()[0]})") from None
