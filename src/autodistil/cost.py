@@ -19,20 +19,30 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .family import family_of
 from .space import Arch
 
 
 @dataclass(frozen=True)
 class Vocab:
-    """Embedding table sizes (BERT's by default)."""
+    """Embedding table sizes (BERT's by default), and what else of a model's family counts outside the layers:
+    ELECTRA's embedding width with its projection, the pooler (not ELECTRA's)."""
 
     size: int = 30522
     positions: int = 512
     token_types: int = 2
+    embedding_size: int | None = None  # embeddings narrower than the hidden size, projected up (ELECTRA)
+    pooler: bool = True
 
     @classmethod
     def from_config(cls, config) -> "Vocab":
-        return cls(config.vocab_size, config.max_position_embeddings, config.type_vocab_size)
+        """From a transformers config, the teacher's shape namespace or a SuperLM config."""
+        family = family_of(getattr(config, "model_type", None) or "bert")
+        emb = getattr(config, "embedding_size", None)
+        if emb is not None and emb == getattr(config, "hidden_size", None):
+            emb = None
+        return cls(config.vocab_size, config.max_position_embeddings, config.type_vocab_size, emb,
+                   getattr(config, "pooler", family.pooler))
 
 
 def paper_params(arch: Arch, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> float:
@@ -54,12 +64,15 @@ def paper_gflops(arch: Arch, seq_len: int = 128, teacher_heads: int = 12) -> flo
 
 
 def exact_params(arch: Arch, vocab: Vocab = Vocab()) -> int:
-    """Parameter count of the stock-layout encoder (with pooler) that runs ``arch``."""
+    """Parameter count of the stock-layout encoder (with its family's pooler and embeddings) that runs ``arch``."""
     H, w, F = arch.hidden, arch.attention_width, arch.ffn
-    embeddings = (vocab.size + vocab.positions + vocab.token_types) * H + 2 * H
+    E = vocab.embedding_size or H
+    embeddings = (vocab.size + vocab.positions + vocab.token_types) * E + 2 * E
+    if vocab.embedding_size:
+        embeddings += E * H + H  # the projection to the hidden size
     attention = 3 * (H * w + w) + (w * H + H) + 2 * H
     mlp = (H * F + F) + (F * H + H) + 2 * H
-    pooler = H * H + H
+    pooler = H * H + H if vocab.pooler else 0
     return embeddings + arch.layers * (attention + mlp) + pooler
 
 
