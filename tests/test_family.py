@@ -108,3 +108,18 @@ def test_fixed_head_students_of_other_families_are_refused_in_one_line(tmp_path)
     with pytest.raises(ValueError, match="fixed_head convention exports BERT students only; a roberta teacher"):
         export_student(superlm, Arch(3, 2, 48, 96, 16), tmp_path / "student")
     assert not (tmp_path / "student").exists()
+
+
+def test_a_fixed_head_partition_of_another_family_is_refused_before_anything_trains(tmp_path):
+    import yaml
+
+    from autodistil.io import InputError
+    from autodistil.partition import partition_from_params
+
+    tiny_family_teacher("roberta").save_pretrained(tmp_path / "roberta")
+    from pathlib import Path
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["partition"]["convention"] = "fixed_head"
+    with pytest.raises(InputError, match="fixed_head students are BERT models only; the teacher .* 'roberta' model"):
+        partition_from_params(params, str(tmp_path / "roberta"))

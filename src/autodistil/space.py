@@ -7,8 +7,8 @@ dimension of each head"; DynaBERT, Minitron and Sheared-LLaMA do the same). The 
 Two conventions tie the width to H or not:
 
 - ``stock``: the attention width equals H, i.e. H = A * d: the head count follows from the hidden size and
-  every student is a stock BERT (``BertModel`` loads it);
-- ``fixed_head``: the width A * d is decoupled from H (the authors' code; a custom model type).
+  every student is a stock model of the teacher's type (``BertModel``, ``RobertaModel``, ``ElectraModel``);
+- ``fixed_head``: the width A * d is decoupled from H (the authors' code; a custom BERT model type).
 
 MLP ratios such as 3.5 appear in grids for readability, but are turned into integer FFN sizes at once
 with exact rational arithmetic: float multipliers produced H=543 instead of 544 in the authors' code.
