@@ -3,6 +3,8 @@ order keeps its function, and its students export as its own stock type."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -15,7 +17,8 @@ from tiny import padded_batch, tiny_family_teacher, tiny_subspace, tiny_superlm,
 TOL = 1e-5
 
 # (model type, ELECTRA embedding size): ELECTRA both with its embedding projection (48 < 64) and without
-FAMILIES = [("bert", None), ("roberta", None), ("xlm-roberta", None), ("electra", 48), ("electra", None)]
+FAMILIES = [("bert", None), ("roberta", None), ("xlm-roberta", None), ("camembert", None), ("electra", 48),
+            ("electra", None)]
 
 
 def _teacher(model_type: str, embedding_size: int | None):
@@ -123,3 +126,61 @@ def test_a_fixed_head_partition_of_another_family_is_refused_before_anything_tra
     params["partition"]["convention"] = "fixed_head"
     with pytest.raises(InputError, match="fixed_head students are BERT models only; the teacher .* 'roberta' model"):
         partition_from_params(params, str(tmp_path / "roberta"))
+
+
+def test_a_bert_superlm_config_is_written_and_read_as_before_families(tmp_path):
+    """BERT's superlm.json (and so its checkpoints' identity) carries none of the family fields, and a file
+    written before they existed loads as BERT."""
+    import json
+
+    from autodistil.superlm import SuperLM, SuperLMConfig
+
+    superlm = tiny_superlm(tiny_teacher(), tiny_subspace())
+    d = superlm.config.to_dict()
+    assert not {"model_type", "position_offset", "embedding_size", "pooler"} & set(d)
+    assert SuperLMConfig.from_dict(json.loads(json.dumps(d))) == superlm.config
+    assert SuperLMConfig.from_dict(d).model_type == "bert" and SuperLMConfig.from_dict(d).pooler
+
+
+def test_an_electra_superlm_round_trips_with_its_projection(tmp_path):
+    from autodistil.superlm import SuperLM
+
+    superlm = tiny_superlm(tiny_family_teacher("electra", embedding_size=48), tiny_subspace())
+    superlm.save(tmp_path / "s")
+    again = SuperLM.load(tmp_path / "s")
+    assert again.config == superlm.config and again.config.embedding_size == 48 and not again.config.pooler
+    assert set(again.state_dict()) == set(superlm.state_dict()) and "embeddings_project.weight" in again.state_dict()
+
+
+def test_electra_students_as_wide_as_the_projected_embeddings_are_no_candidates(tmp_path):
+    """transformers' ElectraModel has no projection when embedding_size == hidden_size: such a student could not
+    hold its SuperLM slice, so the width is left out of the grid, and export refuses it."""
+    teacher = tiny_family_teacher("electra", embedding_size=48)
+    dims = TeacherDims.from_config(teacher.config)
+    assert dims.embedding_size == 48
+    cands = tiny_subspace().candidates(dims)
+    assert cands and all(a.hidden != 48 for a in cands) and any(a.hidden == 32 for a in cands)
+    assert TeacherDims.from_config(tiny_family_teacher("electra").config).embedding_size is None
+    superlm = tiny_superlm(teacher, tiny_subspace())
+    with pytest.raises(ValueError, match="as wide as the teacher's projected embeddings"):
+        export_student(superlm, Arch(3, 3, 48, 96, 16), tmp_path / "student")
+
+
+@pytest.mark.parametrize("model_type, embedding_size", [("electra", 48), ("roberta", None), ("bert", None)])
+def test_the_search_counts_costs_as_the_export_does(model_type, embedding_size, tmp_path):
+    """The partition's record of the teacher (what the search budgets and ranks with) gives the same embedding
+    width and pooler as the SuperLM (what the export counts with)."""
+    from autodistil.cost import Vocab, costs, count_params
+    from autodistil.export import build_student
+    from autodistil.partition import load_teacher_shape, subspaces_document
+
+    teacher = _teacher(model_type, embedding_size)
+    superlm = tiny_superlm(teacher, tiny_subspace())
+    dims, vocab = TeacherDims.from_config(teacher.config), Vocab.from_config(teacher.config)
+    doc = subspaces_document([tiny_subspace()], dims, "teacher", "stock", 16, vocab)
+    (tmp_path / "subspaces.json").write_text(json.dumps(doc))
+    assert load_teacher_shape(tmp_path / "subspaces.json") == (dims, vocab)
+    assert vocab == Vocab.from_config(superlm.config)
+    arch = Arch(2, 2, 32, 48, 16)
+    assert costs(arch, 16, 4, vocab)["params_exact"] == count_params(build_student(superlm, arch))
+    assert doc["teacher"]["params_paper"] > 0 and ("embedding_size" in doc["teacher"]) == (embedding_size is not None)

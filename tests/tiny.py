@@ -34,9 +34,13 @@ def tiny_family_teacher(model_type: str, seed: int = 0, embedding_size: int | No
     from autodistil.family import family_of
 
     config_cls, model_cls = family_of(model_type).classes()
-    extra = {"embedding_size": embedding_size or 64} if model_type == "electra" else {}
+    family = family_of(model_type)
+    # ELECTRA without a projection has embeddings as wide as its hidden size; RoBERTa's have one token type
+    extra = {"embedding_size": embedding_size or 64} if family.embedding_projection else {}
+    if family.positions_after_padding:
+        extra["type_vocab_size"] = 1
     # RoBERTa's position table holds padding_idx + 1 extra rows, as roberta-base's 514 for 512 tokens
-    positions = 64 + (2 if family_of(model_type).positions_after_padding else 0)
+    positions = 64 + (2 if family.positions_after_padding else 0)
     torch.manual_seed(seed)
     config = config_cls(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
                         intermediate_size=128, max_position_embeddings=positions, attn_implementation="sdpa",

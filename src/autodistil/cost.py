@@ -36,11 +36,11 @@ class Vocab:
 
     @classmethod
     def from_config(cls, config) -> "Vocab":
-        """From a transformers config, the teacher's shape namespace or a SuperLM config."""
+        """From a transformers config, the teacher's shape namespace or a SuperLM config (which holds the
+        projected embedding width already, and no hidden size)."""
         family = family_of(getattr(config, "model_type", None) or "bert")
-        emb = getattr(config, "embedding_size", None)
-        if emb is not None and emb == getattr(config, "hidden_size", None):
-            emb = None
+        emb = family.embedding_size(config) if hasattr(config, "hidden_size") else getattr(
+            config, "embedding_size", None)
         return cls(config.vocab_size, config.max_position_embeddings, config.type_vocab_size, emb,
                    getattr(config, "pooler", family.pooler))
 
@@ -76,11 +76,13 @@ def exact_params(arch: Arch, vocab: Vocab = Vocab()) -> int:
     return embeddings + arch.layers * (attention + mlp) + pooler
 
 
-def exact_gflops(arch: Arch, seq_len: int = 128) -> float:
-    """Matrix-product multiply-accumulates per sequence of the model that runs ``arch``."""
+def exact_gflops(arch: Arch, seq_len: int = 128, vocab: Vocab = Vocab()) -> float:
+    """Matrix-product multiply-accumulates per sequence of the model that runs ``arch`` (with its family's pooler
+    on one token and embedding projection on every token, as ``vocab`` says)."""
     H, w, F, n = arch.hidden, arch.attention_width, arch.ffn, seq_len
     per_layer = 3 * n * H * w + 2 * n * n * w + n * w * H + 2 * n * H * F
-    return (arch.layers * per_layer + H * H) / 1e9
+    extra = (H * H if vocab.pooler else 0) + (n * vocab.embedding_size * H if vocab.embedding_size else 0)
+    return (arch.layers * per_layer + extra) / 1e9
 
 
 def costs(arch: Arch, seq_len: int = 128, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> dict:
@@ -89,7 +91,7 @@ def costs(arch: Arch, seq_len: int = 128, teacher_heads: int = 12, vocab: Vocab 
         "params_paper": paper_params(arch, teacher_heads, vocab),
         "gflops_paper": paper_gflops(arch, seq_len, teacher_heads),
         "params_exact": exact_params(arch, vocab),
-        "gflops_exact": exact_gflops(arch, seq_len),
+        "gflops_exact": exact_gflops(arch, seq_len, vocab),
         "seq_len": seq_len,
     }
 

@@ -45,7 +45,10 @@ def student_config(superlm: SuperLM, arch: Arch):
     )
     if arch.convention == "stock":
         config_cls, _ = family.classes()
-        if family.model_type == "electra":  # embeddings keep their own width where the teacher projects them
+        if family.embedding_projection:  # embeddings keep their own width where the teacher projects them
+            if cfg.embedding_size == arch.hidden:  # the stock model would have no projection: not a candidate
+                raise ValueError(f"{arch.name}: as wide as the teacher's projected embeddings "
+                                 f"({cfg.embedding_size}); {family.model_class} has no projection at that width")
             common["embedding_size"] = cfg.embedding_size or arch.hidden
         return config_cls(**common)
     if family.model_type != "bert":

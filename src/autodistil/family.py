@@ -29,13 +29,14 @@ class Family:
     positions_after_padding: bool  # position ids start at padding_idx + 1 (RoBERTa)
     pair_separators: int  # separator tokens between the two segments of a pair
     segment_types: bool  # segment B gets token type 1
+    embedding_projection: bool = False  # embeddings may be narrower than the hidden size, projected up (ELECTRA)
 
     def position_offset(self, config) -> int:
         return (config.pad_token_id + 1) if self.positions_after_padding else 0
 
     def embedding_size(self, config) -> int | None:
         """The embeddings' width where it differs from the hidden size (ELECTRA's projection), else None."""
-        size = getattr(config, "embedding_size", None)
+        size = getattr(config, "embedding_size", None) if self.embedding_projection else None
         return size if size is not None and size != config.hidden_size else None
 
     def classes(self):
@@ -57,7 +58,7 @@ FAMILIES: dict[str, Family] = {
     "xlm-roberta": _roberta_like("xlm-roberta", "XLMRoberta"),
     "camembert": _roberta_like("camembert", "Camembert"),
     "electra": Family("electra", "ElectraModel", "ElectraConfig", pooler=False, positions_after_padding=False,
-                      pair_separators=1, segment_types=True),
+                      pair_separators=1, segment_types=True, embedding_projection=True),
 }
 
 

@@ -75,6 +75,9 @@ class TeacherDims:
     heads: int
     hidden: int
     ffn: int
+    # ELECTRA's embedding width where it is projected to the hidden size: a student as wide as its embeddings
+    # would have no projection in transformers' ElectraModel, so that width is no candidate
+    embedding_size: int | None = None
 
     @property
     def head_size(self) -> int:
@@ -82,11 +85,14 @@ class TeacherDims:
 
     @classmethod
     def from_config(cls, config) -> "TeacherDims":
+        from .family import family_of
+
         return cls(
             layers=config.num_hidden_layers,
             heads=config.num_attention_heads,
             hidden=config.hidden_size,
             ffn=config.intermediate_size,
+            embedding_size=family_of(getattr(config, "model_type", None) or "bert").embedding_size(config),
         )
 
     def as_arch(self) -> Arch:
@@ -211,6 +217,8 @@ class SubSpace:
         for L, A, H, R in itertools.product(self.layers, self.heads, self.hidden, self.mlp_ratio):
             if self.convention == "stock" and H != A * teacher.head_size:
                 skipped.append((H, A))
+                continue
+            if H == teacher.embedding_size:  # no projection at this width in the family's stock model
                 continue
             try:
                 arch = make_arch(L, A, H, R, teacher, self.convention)

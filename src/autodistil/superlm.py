@@ -49,7 +49,7 @@ class SuperLMConfig:
 
     @classmethod
     def from_teacher_config(cls, config, envelope: Envelope, **overrides) -> "SuperLMConfig":
-        family = family_of(getattr(config, "model_type", "bert"))
+        family = family_of(getattr(config, "model_type", None) or "bert")
         return cls(
             envelope=envelope,
             vocab_size=config.vocab_size,
@@ -67,11 +67,20 @@ class SuperLMConfig:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, but the family's at BERT's values left out: a BERT SuperLM's superlm.json and checkpoint
+        identity are what they were before families existed (``from_dict`` fills them back)."""
+        d = asdict(self)
+        for name, bert in FAMILY_DEFAULTS.items():
+            if d[name] == bert:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SuperLMConfig":
         return cls(**{**d, "envelope": Envelope(**d["envelope"])})
+
+
+FAMILY_DEFAULTS = {"model_type": "bert", "position_offset": 0, "embedding_size": None, "pooler": True}
 
 
 class SuperLMOutput(NamedTuple):

@@ -51,8 +51,12 @@ class SuperLMJob:
         device = pick_device(cfg.device, d)
         teacher = load_teacher(source, device)
         dims = TeacherDims.from_config(teacher.config)
+        family = family_of(getattr(teacher.config, "model_type", None) or "bert")
+        positions = blocks.shape[1] + family.position_offset(teacher.config)  # RoBERTa's start after padding
+        if positions > teacher.config.max_position_embeddings:
+            raise InputError(f"{corpus}: blocks of {blocks.shape[1]} tokens need {positions} positions, the teacher "
+                             f"{source!r} has {teacher.config.max_position_embeddings}")
         if cfg.segments == "pairs":  # checked before the importance pass, not at the first step
-            family = family_of(getattr(teacher.config, "model_type", None) or "bert")
             if blocks.shape[1] < 4 + family.pair_separators:
                 raise InputError(f"{where}.segments: pairs need corpus blocks of at least "
                                  f"{4 + family.pair_separators} tokens, {corpus} has {blocks.shape[1]}")
