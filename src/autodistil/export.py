@@ -123,6 +123,12 @@ def superlm_hidden(superlm: SuperLM, arch: Arch, input_ids, attention_mask, toke
         superlm.train(was_training)
 
 
+def _family_name(record: dict) -> str:
+    """BERT for the bundled fixed-head model type, the family's name otherwise."""
+    model_type = record.get("model_type", "bert")
+    return "BERT" if model_type == "autodistil_bert" else family_of(model_type).name
+
+
 def read_info(folder: str | Path) -> dict:
     """The ``autodistil.json`` of a model folder (teacher snapshot, student or random baseline)."""
     return json.loads((Path(folder) / INFO_FILE).read_text())
@@ -139,7 +145,7 @@ def export_random_baseline(student_dir: str | Path, out_dir: str | Path) -> Path
     record = {key: student[key] for key in ("arch", "convention", "model_type", "costs", "params_module",
                                             "latency", "subspace") if key in student}
     record.update(kind="random", student=student.get("student"),
-                  init="random: transformers' initialisation of its model type, seeded by the fine-tuning seed")
+                  init=f"random: transformers' {_family_name(student)} initialisation, seeded by the fine-tuning seed")
     with atomic_path(out_dir, is_dir=True) as tmp:
         for f in student_dir.iterdir():  # config, tokenizer files, remote code; not the weights
             if f.is_file() and f.name != INFO_FILE and not f.name.endswith((".safetensors", ".bin")):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Family:
+    name: str  # as people write it
     model_type: str
     model_class: str  # transformers' encoder class, exported students are instances of it
     config_class: str
@@ -46,19 +47,19 @@ class Family:
         return getattr(transformers, self.config_class), getattr(transformers, self.model_class)
 
 
-def _roberta_like(model_type: str, name: str) -> Family:
-    return Family(model_type, f"{name}Model", f"{name}Config", pooler=True, positions_after_padding=True,
+def _roberta_like(name: str, model_type: str, classes: str) -> Family:
+    return Family(name, model_type, f"{classes}Model", f"{classes}Config", pooler=True, positions_after_padding=True,
                   pair_separators=2, segment_types=False)
 
 
 FAMILIES: dict[str, Family] = {
-    "bert": Family("bert", "BertModel", "BertConfig", pooler=True, positions_after_padding=False,
+    "bert": Family("BERT", "bert", "BertModel", "BertConfig", pooler=True, positions_after_padding=False,
                    pair_separators=1, segment_types=True),
-    "roberta": _roberta_like("roberta", "Roberta"),
-    "xlm-roberta": _roberta_like("xlm-roberta", "XLMRoberta"),
-    "camembert": _roberta_like("camembert", "Camembert"),
-    "electra": Family("electra", "ElectraModel", "ElectraConfig", pooler=False, positions_after_padding=False,
-                      pair_separators=1, segment_types=True, embedding_projection=True),
+    "roberta": _roberta_like("RoBERTa", "roberta", "Roberta"),
+    "xlm-roberta": _roberta_like("XLM-RoBERTa", "xlm-roberta", "XLMRoberta"),
+    "camembert": _roberta_like("CamemBERT", "camembert", "Camembert"),
+    "electra": Family("ELECTRA", "electra", "ElectraModel", "ElectraConfig", pooler=False,
+                      positions_after_padding=False, pair_separators=1, segment_types=True, embedding_projection=True),
 }
 
 
