@@ -6,8 +6,8 @@ Reads params.yaml (teacher.source, mlflow.experiment, search.students, search.la
 in metrics/search/<subspace>.json, the SuperLM in models/superlm/<subspace>/ and its run in
 metrics/superlm/<subspace>.json. Writes
 
-- models/<student>/          the SuperLM's weights for the chosen architecture as a transformers folder (a stock
-                             ``bert`` in the stock convention) with the teacher's tokenizer and autodistil.json
+- models/<student>/          the SuperLM's weights for the chosen architecture as a transformers folder (the
+                             teacher's stock type in the stock convention) with its tokenizer and autodistil.json
                              (arch, costs in both conventions, held-out loss, budget, sub-space, hashes);
 - models/random-<student>/   the same config and tokenizer without weights: the random-initialisation baseline
                              that fine-tuning builds from transformers' own initialiser;

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from autodistil.importance import (Order, apply_order, calibration_blocks, measure_importance,
-                                   permute_bert_state_dict)
+                                   permute_state_dict)
 from autodistil.space import Envelope
 from autodistil.superlm import SuperLM, SuperLMConfig
 
@@ -96,7 +96,7 @@ def test_a_slice_of_the_ordered_teacher_keeps_the_important_parts():
 def test_identity_order_changes_nothing():
     teacher = tiny_teacher()
     sd = teacher.state_dict()
-    out = permute_bert_state_dict(sd, Order.identity(64, 4, 128, 4), head_size=16)
+    out = permute_state_dict(sd, Order.identity(64, 4, 128, 4), head_size=16)
     assert all(torch.equal(sd[k], out[k]) for k in sd)
 
 

@@ -22,6 +22,17 @@ def test_a_pair_is_the_block_cut_in_two_at_its_split_with_the_blocks_own_separat
         assert list(t) == [0] * (s + 1) + [1] * (len(b) - s - 1)  # segment A through its [SEP], then B
 
 
+def test_a_roberta_pair_has_two_separators_between_its_segments_and_one_token_type():
+    blocks = training_blocks(3, seq_len=12, seed=4)  # <s>=2 ... </s>=3
+    splits = pair_splits(range(3), seed=0, step=0, seq_len=12, separators=2)
+    assert splits.max() <= 12 - 4  # room for </s></s>, a second span and the closing </s>
+    ids, types = as_pairs(blocks, splits, separators=2, segment_types=False)
+    for b, i, s in zip(blocks, ids, splits):
+        assert list(i[:s]) == list(b[:s]) and list(i[s:s + 2]) == [3, 3] and i[-1] == 3 and (i == 3).sum() == 3
+        assert list(i[s + 2:-1]) == list(b[s:-3])  # the text that followed, its last two tokens dropped
+    assert not types.any()
+
+
 def test_splits_depend_on_seed_step_and_block_row_only():
     rows = np.arange(200)
     s = pair_splits(rows, seed=0, step=5, seq_len=128)

@@ -164,7 +164,7 @@ def test_a_teacher_that_is_not_bert_like_is_rejected(teacher):
     superlm = tiny_superlm(teacher, sub)
     broken = tiny_teacher()
     del broken.encoder.layer[3].attention.self.query
-    with pytest.raises(ValueError, match="not a BERT-like encoder.*query"):
+    with pytest.raises(ValueError, match="not a bert encoder.*query"):
         SuperLM.from_teacher(broken, superlm.config)
 
 

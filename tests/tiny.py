@@ -26,6 +26,34 @@ def tiny_teacher(seed: int = 0, layers: int = 4, hidden: int = 64, heads: int = 
     return model
 
 
+def tiny_family_teacher(model_type: str, seed: int = 0, embedding_size: int | None = None):
+    """A tiny random teacher of another family (RoBERTa-like or ELECTRA; ``embedding_size`` below the hidden size
+    gives ELECTRA its embedding projection), its LayerNorms perturbed as :func:`tiny_teacher`'s."""
+    import transformers
+
+    from autodistil.family import family_of
+
+    config_cls, model_cls = family_of(model_type).classes()
+    family = family_of(model_type)
+    # ELECTRA without a projection has embeddings as wide as its hidden size; RoBERTa's have one token type
+    extra = {"embedding_size": embedding_size or 64} if family.embedding_projection else {}
+    if family.positions_after_padding:
+        extra["type_vocab_size"] = 1
+    # RoBERTa's position table holds padding_idx + 1 extra rows, as roberta-base's 514 for 512 tokens
+    positions = 64 + (2 if family.positions_after_padding else 0)
+    torch.manual_seed(seed)
+    config = config_cls(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=positions, attn_implementation="sdpa",
+                        **extra)
+    model = model_cls(config).eval()
+    assert isinstance(model, transformers.PreTrainedModel)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
 def tiny_subspace(convention: str = "stock") -> SubSpace:
     return SubSpace.from_dict(
         "tiny", {"layers": [1, 2, 3, 4], "heads": [2, 3, 4], "hidden": [32, 48, 64], "mlp_ratio": [1.5, 2]}, convention
@@ -38,14 +66,15 @@ def tiny_superlm(teacher: BertModel, sub: SubSpace, **overrides) -> SuperLM:
     return SuperLM.from_teacher(teacher, cfg)
 
 
-def padded_batch(seed: int = 1, batch: int = 3, length: int = 12):
-    """Token ids with a ragged attention mask (row 0 full, the others padded at the end)."""
+def padded_batch(seed: int = 1, batch: int = 3, length: int = 12, pad: int = 0):
+    """Token ids with a ragged attention mask (row 0 full, the others padded at the end with ``pad``, which no
+    other token is, as a tokenizer's output)."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, VOCAB, (batch, length), generator=g)
+    ids = torch.randint(pad + 1, VOCAB, (batch, length), generator=g)
     mask = torch.ones_like(ids)
     for row in range(1, batch):
         mask[row, length - 3 * row:] = 0
-    ids = ids.masked_fill(mask == 0, 0)
+    ids = ids.masked_fill(mask == 0, pad)
     types = torch.zeros_like(ids)
     types[:, length // 2:] = 1
     return ids, mask, types

@@ -19,20 +19,30 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .family import family_of
 from .space import Arch
 
 
 @dataclass(frozen=True)
 class Vocab:
-    """Embedding table sizes (BERT's by default)."""
+    """Embedding table sizes (BERT's by default), and what else of a model's family counts outside the layers:
+    ELECTRA's embedding width with its projection, the pooler (not ELECTRA's)."""
 
     size: int = 30522
     positions: int = 512
     token_types: int = 2
+    embedding_size: int | None = None  # embeddings narrower than the hidden size, projected up (ELECTRA)
+    pooler: bool = True
 
     @classmethod
     def from_config(cls, config) -> "Vocab":
-        return cls(config.vocab_size, config.max_position_embeddings, config.type_vocab_size)
+        """From a transformers config, the teacher's shape namespace or a SuperLM config (which holds the
+        projected embedding width already, and no hidden size)."""
+        family = family_of(getattr(config, "model_type", None) or "bert")
+        emb = family.embedding_size(config) if hasattr(config, "hidden_size") else getattr(
+            config, "embedding_size", None)
+        return cls(config.vocab_size, config.max_position_embeddings, config.type_vocab_size, emb,
+                   getattr(config, "pooler", family.pooler))
 
 
 def paper_params(arch: Arch, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> float:
@@ -54,20 +64,25 @@ def paper_gflops(arch: Arch, seq_len: int = 128, teacher_heads: int = 12) -> flo
 
 
 def exact_params(arch: Arch, vocab: Vocab = Vocab()) -> int:
-    """Parameter count of the stock-layout encoder (with pooler) that runs ``arch``."""
+    """Parameter count of the stock-layout encoder (with its family's pooler and embeddings) that runs ``arch``."""
     H, w, F = arch.hidden, arch.attention_width, arch.ffn
-    embeddings = (vocab.size + vocab.positions + vocab.token_types) * H + 2 * H
+    E = vocab.embedding_size or H
+    embeddings = (vocab.size + vocab.positions + vocab.token_types) * E + 2 * E
+    if vocab.embedding_size:
+        embeddings += E * H + H  # the projection to the hidden size
     attention = 3 * (H * w + w) + (w * H + H) + 2 * H
     mlp = (H * F + F) + (F * H + H) + 2 * H
-    pooler = H * H + H
+    pooler = H * H + H if vocab.pooler else 0
     return embeddings + arch.layers * (attention + mlp) + pooler
 
 
-def exact_gflops(arch: Arch, seq_len: int = 128) -> float:
-    """Matrix-product multiply-accumulates per sequence of the model that runs ``arch``."""
+def exact_gflops(arch: Arch, seq_len: int = 128, vocab: Vocab = Vocab()) -> float:
+    """Matrix-product multiply-accumulates per sequence of the model that runs ``arch`` (with its family's pooler
+    on one token and embedding projection on every token, as ``vocab`` says)."""
     H, w, F, n = arch.hidden, arch.attention_width, arch.ffn, seq_len
     per_layer = 3 * n * H * w + 2 * n * n * w + n * w * H + 2 * n * H * F
-    return (arch.layers * per_layer + H * H) / 1e9
+    extra = (H * H if vocab.pooler else 0) + (n * vocab.embedding_size * H if vocab.embedding_size else 0)
+    return (arch.layers * per_layer + extra) / 1e9
 
 
 def costs(arch: Arch, seq_len: int = 128, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> dict:
@@ -76,7 +91,7 @@ def costs(arch: Arch, seq_len: int = 128, teacher_heads: int = 12, vocab: Vocab 
         "params_paper": paper_params(arch, teacher_heads, vocab),
         "gflops_paper": paper_gflops(arch, seq_len, teacher_heads),
         "params_exact": exact_params(arch, vocab),
-        "gflops_exact": exact_gflops(arch, seq_len),
+        "gflops_exact": exact_gflops(arch, seq_len, vocab),
         "seq_len": seq_len,
     }
 

@@ -65,15 +65,19 @@ class DistillSpec:
         return cls(relation_heads=relation_heads, **values)
 
 
-def blocks_to_batch(blocks: np.ndarray, device, splits: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
+def blocks_to_batch(blocks: np.ndarray, device, splits: np.ndarray | None = None, family=None
+                    ) -> dict[str, torch.Tensor | None]:
     """Full corpus blocks -> model inputs. No attention mask: the blocks are never padded, so the teacher and
     the students run attention unmasked (SDPA's fused kernels) and the losses skip all masking work. With
-    ``splits``, each block becomes a segment pair cut there (:mod:`autodistil.segments`), with token type ids."""
+    ``splits``, each block becomes a segment pair cut there in the pair format of the teacher's ``family``
+    (:mod:`autodistil.segments`; default BERT's), with token type ids."""
     types = None
     if splits is not None:
         from .segments import as_pairs
 
-        blocks, types = as_pairs(blocks, splits)
+        layout = {} if family is None else {"separators": family.pair_separators,
+                                            "segment_types": family.segment_types}
+        blocks, types = as_pairs(blocks, splits, **layout)
     cuda = torch.device(device).type == "cuda"
 
     def to_device(a: np.ndarray) -> torch.Tensor:

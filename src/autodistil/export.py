@@ -1,7 +1,7 @@
 """Export a sub-network of a SuperLM as a standard Hugging Face model folder.
 
-A ``stock`` architecture (attention width = hidden size) becomes a plain ``bert`` model that
-``transformers.AutoModel.from_pretrained`` loads without autodistil. A ``fixed_head`` one becomes an
+A ``stock`` architecture (attention width = hidden size) becomes a plain model of the teacher's own type
+(``bert``, ``roberta``, ``electra`` ...) that ``transformers.AutoModel.from_pretrained`` loads without autodistil. A ``fixed_head`` one becomes an
 ``autodistil_bert`` model whose code travels inside the folder (``trust_remote_code=True``), or that
 loads directly once ``autodistil`` is imported.
 """
@@ -13,9 +13,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel
-
 from .cost import Vocab, costs, count_params
+from .family import family_of
 from .io import atomic_path
 from .modeling_autodistil_bert import AutoDistilBertConfig, AutoDistilBertModel
 from .space import Arch
@@ -24,8 +23,11 @@ from .superlm import SuperLM
 INFO_FILE = "autodistil.json"
 
 
-def student_config(superlm: SuperLM, arch: Arch) -> BertConfig:
+def student_config(superlm: SuperLM, arch: Arch):
+    """The student's transformers config: the teacher's family's own config class for a ``stock`` architecture
+    (BERT, RoBERTa, ELECTRA ...), the bundled BERT variant for ``fixed_head`` ones (BERT teachers only)."""
     cfg = superlm.config
+    family = family_of(cfg.model_type)
     common = dict(
         vocab_size=cfg.vocab_size,
         hidden_size=arch.hidden,
@@ -42,14 +44,25 @@ def student_config(superlm: SuperLM, arch: Arch) -> BertConfig:
         architectures=None,
     )
     if arch.convention == "stock":
-        return BertConfig(**common)
+        config_cls, _ = family.classes()
+        if family.embedding_projection:  # embeddings keep their own width where the teacher projects them
+            if cfg.embedding_size == arch.hidden:  # the stock model would have no projection: not a candidate
+                raise ValueError(f"{arch.name}: as wide as the teacher's projected embeddings "
+                                 f"({cfg.embedding_size}); {family.model_class} has no projection at that width")
+            common["embedding_size"] = cfg.embedding_size or arch.hidden
+        return config_cls(**common)
+    if family.model_type != "bert":
+        raise ValueError(f"{arch.name}: the fixed_head convention exports BERT students only; a "
+                         f"{family.model_type} teacher needs convention: stock")
     return AutoDistilBertConfig(attention_head_size=arch.head_size, **common)
 
 
-def build_student(superlm: SuperLM, arch: Arch) -> BertModel:
-    """A standalone transformers model holding the SuperLM's weights for ``arch`` (eval mode, CPU)."""
+def build_student(superlm: SuperLM, arch: Arch):
+    """A standalone transformers model of the teacher's family holding the SuperLM's weights for ``arch`` (eval
+    mode, CPU)."""
     config = student_config(superlm, arch)
-    model_cls = BertModel if arch.convention == "stock" else AutoDistilBertModel
+    model_cls = family_of(superlm.config.model_type).classes()[1] if arch.convention == "stock" else (
+        AutoDistilBertModel)
     model = model_cls(config)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     state = {k: v.detach().cpu() for k, v in superlm.sliced_state_dict(arch, shapes).items()}
@@ -110,6 +123,12 @@ def superlm_hidden(superlm: SuperLM, arch: Arch, input_ids, attention_mask, toke
         superlm.train(was_training)
 
 
+def _family_name(record: dict) -> str:
+    """BERT for the bundled fixed-head model type, the family's name otherwise."""
+    model_type = record.get("model_type", "bert")
+    return "BERT" if model_type == "autodistil_bert" else family_of(model_type).name
+
+
 def read_info(folder: str | Path) -> dict:
     """The ``autodistil.json`` of a model folder (teacher snapshot, student or random baseline)."""
     return json.loads((Path(folder) / INFO_FILE).read_text())
@@ -126,7 +145,7 @@ def export_random_baseline(student_dir: str | Path, out_dir: str | Path) -> Path
     record = {key: student[key] for key in ("arch", "convention", "model_type", "costs", "params_module",
                                             "latency", "subspace") if key in student}
     record.update(kind="random", student=student.get("student"),
-                  init="random: transformers' BERT initialisation, seeded by the fine-tuning seed")
+                  init=f"random: transformers' {_family_name(student)} initialisation, seeded by the fine-tuning seed")
     with atomic_path(out_dir, is_dir=True) as tmp:
         for f in student_dir.iterdir():  # config, tokenizer files, remote code; not the weights
             if f.is_file() and f.name != INFO_FILE and not f.name.endswith((".safetensors", ".bin")):

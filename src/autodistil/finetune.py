@@ -1,7 +1,8 @@
 """Fine-tune a student (or any BERT-like encoder) on one prepared GLUE task and score its dev split(s).
 
-The authors' protocol, made configurable: a classifier on the pooled [CLS]
-(``AutoModelForSequenceClassification``, head freshly initialised; one output and MSE for STS-B), AdamW
+The authors' protocol, made configurable: the model type's own classifier (``AutoModelForSequenceClassification``:
+BERT's on the pooled [CLS], RoBERTa's and ELECTRA's on the first token; head freshly initialised; one output and
+MSE for STS-B), AdamW
 without decay on biases and LayerNorm, linear warm-up then linear decay, evaluation on every dev split after
 each epoch (MNLI: matched and mismatched). The result keeps every epoch, the best one by the task's main
 metric on the first dev split, and the last one: which of the two a report quotes is the caller's choice.
@@ -167,7 +168,8 @@ def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]
 
 
 def load_classifier(model, num_labels: int, regression: bool, random_init: bool = False):
-    """A sequence classifier (pooled [CLS] -> dropout -> linear) from a model folder or an in-memory encoder.
+    """The model type's sequence classifier (BERT: pooled [CLS] -> dropout -> linear) from a model folder or an
+    in-memory encoder.
 
     ``random_init``: the folder's architecture with transformers' own random initialisation (seeded by the
     caller), the baseline that shows what the pretrained / distilled weights are worth.

@@ -103,8 +103,12 @@ def measure_importance(teacher: nn.Module, blocks: np.ndarray, batch_size: int =
     def ln_hook(_m, _a, out):
         add("channels", _first(out).abs().mean(1))
 
-    handles.append(teacher.embeddings.LayerNorm.register_forward_hook(ln_hook))
-    handles.append(teacher.embeddings.register_forward_hook(lambda _m, _a, out: hidden_in.__setitem__(0, _first(out))))
+    # the first hidden state: the embeddings' LayerNorm, or ELECTRA's projection of narrower embeddings
+    projection = getattr(teacher, "embeddings_project", None)
+    entry = projection if projection is not None else teacher.embeddings
+    handles.append((projection if projection is not None else teacher.embeddings.LayerNorm
+                    ).register_forward_hook(ln_hook))
+    handles.append(entry.register_forward_hook(lambda _m, _a, out: hidden_in.__setitem__(0, _first(out))))
     for i, layer in enumerate(layers):
         handles.append(layer.attention.output.LayerNorm.register_forward_hook(ln_hook))
         handles.append(layer.output.LayerNorm.register_forward_hook(ln_hook))
@@ -149,8 +153,10 @@ def _head_rows(perm: torch.Tensor, head_size: int) -> torch.Tensor:
     return (perm[:, None] * head_size + torch.arange(head_size)[None, :]).reshape(-1)
 
 
-def permute_bert_state_dict(sd: dict[str, torch.Tensor], order: Order, head_size: int) -> dict[str, torch.Tensor]:
-    """A BERT state dict (``transformers.BertModel`` names) with ``order`` applied; other keys unchanged."""
+def permute_state_dict(sd: dict[str, torch.Tensor], order: Order, head_size: int) -> dict[str, torch.Tensor]:
+    """A state dict under BERT's parameter names (BERT, RoBERTa, ELECTRA) with ``order`` applied; other keys
+    unchanged. Under ELECTRA's embedding projection the hidden channels begin at the projection's output, so the
+    embeddings, at their own width, keep their order."""
     P = order.channels
     out = dict(sd)
 
@@ -158,10 +164,14 @@ def permute_bert_state_dict(sd: dict[str, torch.Tensor], order: Order, head_size
         if key in out:
             out[key] = fn(out[key]).contiguous()
 
-    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-        put(f"embeddings.{name}.weight", lambda w: w[:, P])
-    for part in ("weight", "bias"):
-        put(f"embeddings.LayerNorm.{part}", lambda w: w[P])
+    if "embeddings_project.weight" in out:
+        put("embeddings_project.weight", lambda w: w[P])
+        put("embeddings_project.bias", lambda b: b[P])
+    else:
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            put(f"embeddings.{name}.weight", lambda w: w[:, P])
+        for part in ("weight", "bias"):
+            put(f"embeddings.LayerNorm.{part}", lambda w: w[P])
     for i, (heads, neurons) in enumerate(zip(order.heads, order.neurons)):
         pre = f"encoder.layer.{i}."
         rows = _head_rows(heads, head_size)
@@ -184,7 +194,7 @@ def permute_bert_state_dict(sd: dict[str, torch.Tensor], order: Order, head_size
 def apply_order(teacher: nn.Module, order: Order) -> nn.Module:
     """Permute ``teacher``'s weights in place (same function, hidden channels of its outputs permuted)."""
     cfg = teacher.config
-    sd = permute_bert_state_dict(teacher.state_dict(), order, cfg.hidden_size // cfg.num_attention_heads)
+    sd = permute_state_dict(teacher.state_dict(), order, cfg.hidden_size // cfg.num_attention_heads)
     teacher.load_state_dict(sd)
     return teacher
 

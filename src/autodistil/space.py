@@ -7,8 +7,8 @@ dimension of each head"; DynaBERT, Minitron and Sheared-LLaMA do the same). The 
 Two conventions tie the width to H or not:
 
 - ``stock``: the attention width equals H, i.e. H = A * d: the head count follows from the hidden size and
-  every student is a stock BERT (``BertModel`` loads it);
-- ``fixed_head``: the width A * d is decoupled from H (the authors' code; a custom model type).
+  every student is a stock model of the teacher's type (``BertModel``, ``RobertaModel``, ``ElectraModel``);
+- ``fixed_head``: the width A * d is decoupled from H (the authors' code; a custom BERT model type).
 
 MLP ratios such as 3.5 appear in grids for readability, but are turned into integer FFN sizes at once
 with exact rational arithmetic: float multipliers produced H=543 instead of 544 in the authors' code.
@@ -75,6 +75,9 @@ class TeacherDims:
     heads: int
     hidden: int
     ffn: int
+    # ELECTRA's embedding width where it is projected to the hidden size: a student as wide as its embeddings
+    # would have no projection in transformers' ElectraModel, so that width is no candidate
+    embedding_size: int | None = None
 
     @property
     def head_size(self) -> int:
@@ -82,11 +85,14 @@ class TeacherDims:
 
     @classmethod
     def from_config(cls, config) -> "TeacherDims":
+        from .family import family_of
+
         return cls(
             layers=config.num_hidden_layers,
             heads=config.num_attention_heads,
             hidden=config.hidden_size,
             ffn=config.intermediate_size,
+            embedding_size=family_of(getattr(config, "model_type", None) or "bert").embedding_size(config),
         )
 
     def as_arch(self) -> Arch:
@@ -211,6 +217,8 @@ class SubSpace:
         for L, A, H, R in itertools.product(self.layers, self.heads, self.hidden, self.mlp_ratio):
             if self.convention == "stock" and H != A * teacher.head_size:
                 skipped.append((H, A))
+                continue
+            if H == teacher.embedding_size:  # no projection at this width in the family's stock model
                 continue
             try:
                 arch = make_arch(L, A, H, R, teacher, self.convention)

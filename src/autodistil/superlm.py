@@ -1,9 +1,10 @@
-"""The weight-sharing SuperLM: a BERT encoder shaped as the envelope of a sub-space.
+"""The weight-sharing SuperLM: a BERT-like encoder (BERT, RoBERTa, ELECTRA) shaped as the envelope of a sub-space.
 
 Any architecture of the sub-space runs as a sub-network of it: leading slices for every width,
 LayerNorm statistics over the active hidden channels, and a depth rule (strided by default) choosing
-which layers a shallower student keeps. Parameter names mirror ``transformers.BertModel`` so that
-both building from a teacher and exporting a student are leading slices of a state dict.
+which layers a shallower student keeps. Parameter names mirror the teacher's family's stock model (BERT's
+names, which RoBERTa and ELECTRA share) so that both building from a teacher and exporting a student are
+leading slices of a state dict; what differs between families is read from :mod:`autodistil.family`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear, leading_slice
+from .family import family_of
 from .relations import QKV
 from .space import Arch, Envelope, SearchSpaceError, depth_indices, rank_kept
 
@@ -35,6 +37,10 @@ class SuperLMConfig:
     hidden_act: str
     pad_token_id: int
     relation_heads: int  # N_r, the teacher's head count
+    model_type: str = "bert"  # the teacher's family (autodistil.family): students are exported as its type
+    position_offset: int = 0  # first position id (RoBERTa: padding_idx + 1)
+    embedding_size: int | None = None  # ELECTRA's embedding width where it differs from the hidden size
+    pooler: bool = True
     depth_rule: str = "strided"
     layer_ranking: list[int] | None = None  # the SuperLM's layers, most important first (importance depth rule)
     hidden_dropout: float = 0.1
@@ -43,6 +49,7 @@ class SuperLMConfig:
 
     @classmethod
     def from_teacher_config(cls, config, envelope: Envelope, **overrides) -> "SuperLMConfig":
+        family = family_of(getattr(config, "model_type", None) or "bert")
         return cls(
             envelope=envelope,
             vocab_size=config.vocab_size,
@@ -52,15 +59,28 @@ class SuperLMConfig:
             hidden_act=config.hidden_act,
             pad_token_id=config.pad_token_id if config.pad_token_id is not None else 0,
             relation_heads=config.num_attention_heads,
+            model_type=family.model_type,
+            position_offset=family.position_offset(config),
+            embedding_size=family.embedding_size(config),
+            pooler=family.pooler,
             **overrides,
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, but the family's at BERT's values left out: a BERT SuperLM's superlm.json and checkpoint
+        identity are what they were before families existed (``from_dict`` fills them back)."""
+        d = asdict(self)
+        for name, bert in FAMILY_DEFAULTS.items():
+            if d[name] == bert:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SuperLMConfig":
         return cls(**{**d, "envelope": Envelope(**d["envelope"])})
+
+
+FAMILY_DEFAULTS = {"model_type": "bert", "position_offset": 0, "embedding_size": None, "pooler": True}
 
 
 class SuperLMOutput(NamedTuple):
@@ -70,17 +90,24 @@ class SuperLMOutput(NamedTuple):
 
 
 class ElasticEmbeddings(nn.Module):
+    """Word, position and token-type embeddings at the active hidden size, or, under an embedding projection
+    (ELECTRA), at the fixed embedding size that every student keeps."""
+
     def __init__(self, cfg: SuperLMConfig):
         super().__init__()
-        H = cfg.envelope.hidden
-        self.word_embeddings = ElasticEmbedding(cfg.vocab_size, H, padding_idx=cfg.pad_token_id)
-        self.position_embeddings = ElasticEmbedding(cfg.max_position_embeddings, H)
-        self.token_type_embeddings = ElasticEmbedding(cfg.type_vocab_size, H)
-        self.LayerNorm = ElasticLayerNorm(H, eps=cfg.layer_norm_eps)
+        E = cfg.embedding_size or cfg.envelope.hidden
+        self.fixed = cfg.embedding_size
+        self.position_offset = cfg.position_offset
+        self.word_embeddings = ElasticEmbedding(cfg.vocab_size, E, padding_idx=cfg.pad_token_id)
+        self.position_embeddings = ElasticEmbedding(cfg.max_position_embeddings, E)
+        self.token_type_embeddings = ElasticEmbedding(cfg.type_vocab_size, E)
+        self.LayerNorm = ElasticLayerNorm(E, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, input_ids, token_type_ids, hidden: int) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        hidden = self.fixed or hidden
+        # padded positions get ids past padding_idx too (RoBERTa gives them padding_idx): masked keys, never read
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device) + self.position_offset
         x = (
             self.word_embeddings(input_ids, hidden)
             + self.token_type_embeddings(token_type_ids, hidden)
@@ -156,9 +183,12 @@ class SuperLM(nn.Module):
         self.config = cfg
         env = cfg.envelope
         self.embeddings = ElasticEmbeddings(cfg)
+        if cfg.embedding_size:
+            self.embeddings_project = ElasticLinear(cfg.embedding_size, env.hidden)
         self.encoder = nn.Module()
         self.encoder.layer = nn.ModuleList(ElasticLayer(cfg) for _ in range(env.layers))
-        self.pooler = _Linear(env.hidden, env.hidden)
+        if cfg.pooler:
+            self.pooler = _Linear(env.hidden, env.hidden)
         self.active: Arch | None = None
 
     # -- sub-network selection -------------------------------------------------------------------
@@ -207,6 +237,8 @@ class SuperLM(nn.Module):
         layers = self.layer_indices(arch)
         target = None if distill_layer is None else range(arch.layers)[distill_layer]
         x = self.embeddings(input_ids, token_type_ids, arch.hidden)
+        if self.config.embedding_size:
+            x = self.embeddings_project(x, arch.hidden)
         qkv = hidden = None
         for i, idx in enumerate(layers):
             layer = self.encoder.layer[idx]
@@ -225,9 +257,9 @@ class SuperLM(nn.Module):
 
     # -- weights -----------------------------------------------------------------------------------
     def sliced_state_dict(self, arch: Arch, target_shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
-        """The weights of sub-network ``arch`` under the parameter names and shapes of a stock BERT."""
+        """The weights of sub-network ``arch`` under the parameter names and shapes of the family's stock model."""
         self.check_arch(arch)
-        return slice_bert_state_dict(self.state_dict(), target_shapes, self.layer_indices(arch))
+        return slice_state_dict(self.state_dict(), target_shapes, self.layer_indices(arch))
 
     @classmethod
     def from_teacher(cls, teacher: nn.Module, cfg: SuperLMConfig, teacher_ranking: list[int] | None = None
@@ -247,8 +279,8 @@ class SuperLM(nn.Module):
         shapes = {k: v.shape for k, v in model.state_dict().items()}
         missing = [k for k in shapes if _teacher_key(k, layer_map) not in teacher_sd]
         if missing:
-            raise ValueError(f"the teacher is not a BERT-like encoder: it has no weight for {missing[0]!r}")
-        model.load_state_dict(slice_bert_state_dict(teacher_sd, shapes, layer_map))
+            raise ValueError(f"the teacher is not a {cfg.model_type} encoder: it has no weight for {missing[0]!r}")
+        model.load_state_dict(slice_state_dict(teacher_sd, shapes, layer_map))
         return model
 
     def save(self, directory: str | Path) -> None:
@@ -273,7 +305,7 @@ def _teacher_key(key: str, layer_map: list[int]) -> str:
     return ".".join(parts)
 
 
-def slice_bert_state_dict(
+def slice_state_dict(
     source: dict[str, torch.Tensor], target_shapes: dict[str, torch.Size], layer_map: list[int]
 ) -> dict[str, torch.Tensor]:
     """Target layer i ← source layer ``layer_map[i]``; every tensor a leading slice of its source."""

