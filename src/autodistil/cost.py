@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .family import family_of
-from .space import Arch
+from .space import Arch, exact_macs
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,7 @@ def exact_params(arch: Arch, vocab: Vocab = Vocab()) -> int:
 def exact_gflops(arch: Arch, seq_len: int = 128, vocab: Vocab = Vocab()) -> float:
     """Matrix-product multiply-accumulates per sequence of the model that runs ``arch`` (with its family's pooler
     on one token and embedding projection on every token, as ``vocab`` says)."""
-    H, w, F, n = arch.hidden, arch.attention_width, arch.ffn, seq_len
-    per_layer = 3 * n * H * w + 2 * n * n * w + n * w * H + 2 * n * H * F
-    extra = (H * H if vocab.pooler else 0) + (n * vocab.embedding_size * H if vocab.embedding_size else 0)
-    return (arch.layers * per_layer + extra) / 1e9
+    return exact_macs(arch, seq_len, vocab.pooler, vocab.embedding_size) / 1e9
 
 
 def costs(arch: Arch, seq_len: int = 128, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> dict:

@@ -99,6 +99,15 @@ class TeacherDims:
         return Arch(self.layers, self.heads, self.hidden, self.ffn, self.head_size)
 
 
+def exact_macs(arch: Arch, seq_len: int = 128, pooler: bool = True, embedding_size: int | None = None) -> int:
+    """Matrix-product multiply-accumulates per sequence of the network that runs ``arch``: its layers, the pooler on
+    one token, and an embedding projection (ELECTRA) on every token. Here rather than in :mod:`autodistil.cost`
+    (whose ``exact_gflops`` it is) because a sub-space's cost band filters its candidates by it."""
+    H, w, F, n = arch.hidden, arch.attention_width, arch.ffn, seq_len
+    per_layer = 3 * n * H * w + 2 * n * n * w + n * w * H + 2 * n * H * F
+    return arch.layers * per_layer + (H * H if pooler else 0) + (n * embedding_size * H if embedding_size else 0)
+
+
 def ffn_size(hidden: int, mlp_ratio) -> int:
     """Integer FFN size R * H, computed exactly; a ratio that gives a fractional size is an error."""
     ratio = Fraction(str(mlp_ratio))
@@ -202,9 +211,7 @@ class SubSpace:
     def in_band(self, arch: "Arch", teacher: "TeacherDims") -> bool:
         if self.band is None:
             return True
-        from .cost import exact_gflops  # cost imports this module
-
-        frac = exact_gflops(arch, self.band_seq_len) / exact_gflops(teacher.as_arch(), self.band_seq_len)
+        frac = exact_macs(arch, self.band_seq_len) / 1e9 / (exact_macs(teacher.as_arch(), self.band_seq_len) / 1e9)
         return self.band[0] < frac <= self.band[1]
 
     def candidates(self, teacher: TeacherDims) -> list[Arch]:
