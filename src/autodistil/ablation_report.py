@@ -118,24 +118,37 @@ def collect(study, shown, unfinished: list | None = None, probes_only: list | No
         cell["flops"].append(sum(_need(metrics, p, name, "train_flops") for p in superlms))
         if study.arms[m["arm"]].glue:
             if carries(params, study.glue):
-                cell["glue"] = merge_glue(cell["glue"], glue_scores(with_lists(metrics, rev), name))
+                cell["glue"] = merge_glue(cell["glue"], glue_scores(with_lists(metrics, rev, name), name))
             elif probes_only is not None:  # queued with --probes-only (or before the arm was marked glue)
                 probes_only.append(name)
     return dict(out)
 
 
-def with_lists(metrics: dict, rev: str | None) -> dict:
-    """The experiment's GLUE job files as its commit holds them. `dvc exp show` drops list values (a job's
-    ``per_seed`` scores among them); an experiment is a Git commit whose metrics files are tracked, so they are
-    read back from it. Without a commit (a saved listing from elsewhere) the files are used as given."""
-    if not rev:
-        return metrics
+def with_lists(metrics: dict, rev: str | None, exp: str = "", repo: Path | None = None) -> dict:
+    """The experiment's GLUE job files with their per-seed scores. `dvc exp show` drops list values (a job's
+    ``per_seed`` among them); an experiment is a Git commit whose metrics files are tracked, so a file that lost
+    them is read back from that commit in ``repo`` (default: the current directory's repository). A file that
+    still has them (a listing written otherwise) is used as given; one that cannot be read back is a one-line
+    error naming the experiment, its commit and the file."""
     out = dict(metrics)
-    for path in metrics:
-        if path.startswith("metrics/glue/"):
-            shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-            if shown.returncode == 0:
-                out[path] = json.loads(shown.stdout)
+    for path, data in metrics.items():
+        if not path.startswith("metrics/glue/") or "per_seed" in (data or {}):
+            continue
+        where = f"experiment {exp or '?'}: {path} has no per-seed scores in `dvc exp show`"
+        if not rev:
+            raise InputError(f"{where}, and the listing names no commit to read them from")
+        try:
+            shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True, cwd=repo)
+        except OSError as e:
+            raise InputError(f"{where}, and git cannot run ({e.strerror})") from None
+        try:
+            out[path] = json.loads(shown.stdout) if shown.returncode == 0 else None
+        except json.JSONDecodeError:
+            out[path] = None
+        if out[path] is None:
+            last = (shown.stderr.strip().splitlines() or ["not JSON"])[-1]
+            raise InputError(f"{where}, and commit {rev[:12]} does not give it ({last}; run the report in the "
+                             f"repository that ran the experiment)")
     return out
 
 
@@ -297,14 +310,22 @@ def mean_retention(d: dict, tasks: Sequence[str] | None = None) -> list[float]:
 
 
 def separated(glue: Mapping, student: str, tasks: Sequence[str]) -> list[str]:
-    """The tasks on which the teacher's scores all lie above those of the student's random twin. Elsewhere
-    (RTE at 2,000 examples: teacher 55.6 ± 1.6, twin 54.2 ± 1.0) retention divides by a gap the seeds cannot tell
-    from zero, so it is shown but kept out of the mean."""
+    """The tasks on which the teacher stands clear of the student's random twin: every teacher run above every
+    twin run, and the means apart by more than twice the larger standard deviation (three seeds against three
+    order themselves by chance one time in twenty). Elsewhere retention divides by a gap the seeds cannot tell from
+    zero (RTE at 2,000 examples), so it is shown but kept out of the mean."""
     teacher, twin = glue.get("teacher"), glue.get(f"random-{student}")
     if not teacher or not twin:
         return []
-    return [t for t in tasks if teacher["scores"].get(t) and twin["scores"].get(t)
-            and min(teacher["scores"][t]) > max(twin["scores"][t])]
+
+    def clear(t: str) -> bool:
+        a, b = teacher["scores"].get(t), twin["scores"].get(t)
+        if not a or not b:
+            return False
+        sa, sb = Spread(a), Spread(b)
+        return min(a) > max(b) and sa.mean - sb.mean > 2 * max(sa.std, sb.std)
+
+    return [t for t in tasks if clear(t)]
 
 
 def glue_tables(study, glue: Mapping) -> list[str]:
@@ -312,9 +333,10 @@ def glue_tables(study, glue: Mapping) -> list[str]:
     its retention averaged over the tasks where the teacher separates from the twin, against the reference arm's
     on the same tasks (beyond spread: outside both ranges)."""
     lines = ["## GLUE (dev, mean ± std over fine-tuning seeds and SuperLM seeds)", "",
-             "Retention's mean covers the tasks where every teacher run beats every run of the student's random twin "
-             "(listed in the column); on the others the teacher adds nothing the seeds can tell from noise, so "
-             "retention there is shown in parentheses only.", ""]
+             "Retention's mean covers the tasks where the teacher stands clear of the student's random twin (every "
+             "teacher run above every twin run, means apart by more than twice the larger standard deviation; listed "
+             "in the column); on the others the teacher adds nothing the seeds can tell from noise, so retention there "
+             "is shown in parentheses only. The difference to the reference is taken over the tasks both count.", ""]
     for (arm, scale), c in glue.items():
         ref = glue.get((study.reference, scale))
         tasks = _tasks(c)
@@ -328,12 +350,14 @@ def glue_tables(study, glue: Mapping) -> list[str]:
                      for t in tasks]
             counted = separated(c["glue"], student, tasks) if d["kind"] == "student" else []
             mine = mean_retention(d, counted) if counted else []
-            theirs = []
+            delta = " | "
             if mine and ref and arm != study.reference and student in ref["glue"]:
-                counted = [t for t in counted if t in separated(ref["glue"], student, tasks)]
-                mine, theirs = mean_retention(d, counted), mean_retention(ref["glue"][student], counted)
-            delta = (f"{Spread(mine).mean - Spread(theirs).mean:+.2f} | {Spread(mine).beyond(Spread(theirs))}"
-                     if mine and theirs else " | ")
+                # the difference over the tasks both arms count (the row's own mean may cover more)
+                common = [t for t in counted if t in separated(ref["glue"], student, tasks)]
+                a, b = mean_retention(d, common), mean_retention(ref["glue"][student], common)
+                if a and b:
+                    on = "" if common == counted else f" (on {', '.join(common)})"
+                    delta = f"{Spread(a).mean - Spread(b).mean:+.2f}{on} | {Spread(a).beyond(Spread(b))}"
             over = f" ({', '.join(counted)})" if mine else ""
             lines.append(f"| {student} | {', '.join(sorted(d['arch']))} | " + " | ".join(cells)
                          + f" | {Spread(mine).text(2) + over if mine else '-'} | {delta} |")
