@@ -183,4 +183,7 @@ def test_the_search_counts_costs_as_the_export_does(model_type, embedding_size, 
     assert vocab == Vocab.from_config(superlm.config)
     arch = Arch(2, 2, 32, 48, 16)
     assert costs(arch, 16, 4, vocab)["params_exact"] == count_params(build_student(superlm, arch))
+    # cost bands and probes count GFLOPs as the export records them (pooler, projection)
+    assert dims.gflops(arch, 16) == costs(arch, 16, 4, vocab)["gflops_exact"]
+    assert dims.pooler == (model_type != "electra")
     assert doc["teacher"]["params_paper"] > 0 and ("embedding_size" in doc["teacher"]) == (embedding_size is not None)

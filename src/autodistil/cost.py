@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .family import family_of
+from .family import family_of_config
 from .space import Arch, exact_macs
 
 
@@ -38,7 +38,7 @@ class Vocab:
     def from_config(cls, config) -> "Vocab":
         """From a transformers config, the teacher's shape namespace or a SuperLM config (which holds the
         projected embedding width already, and no hidden size)."""
-        family = family_of(getattr(config, "model_type", None) or "bert")
+        family = family_of_config(config)
         emb = family.embedding_size(config) if hasattr(config, "hidden_size") else getattr(
             config, "embedding_size", None)
         return cls(config.vocab_size, config.max_position_embeddings, config.type_vocab_size, emb,
@@ -46,13 +46,16 @@ class Vocab:
 
 
 def paper_params(arch: Arch, teacher_heads: int = 12, vocab: Vocab = Vocab()) -> float:
+    """The paper's parameter formula (width H·A/12), its embeddings and pooler as the teacher's family has them."""
     L, H, R = arch.layers, arch.hidden, arch.ffn / arch.hidden
     w = H * arch.heads / teacher_heads
+    E = vocab.embedding_size or H
+    embeddings = E * (vocab.size + vocab.positions + vocab.token_types + 2) + (E * H + H if vocab.embedding_size else 0)
     return (
-        H * (vocab.size + vocab.positions + vocab.token_types + 2)
+        embeddings
         + L * (H * H + 3 * H * w + 6 * H)
         + L * (2 * R * H * H + R * H + 3 * H)
-        + H * H + 2 * H
+        + (H * H + 2 * H if vocab.pooler else 0)
     )
 
 

@@ -33,7 +33,7 @@ class Family:
     embedding_projection: bool = False  # embeddings may be narrower than the hidden size, projected up (ELECTRA)
 
     def position_offset(self, config) -> int:
-        return (config.pad_token_id + 1) if self.positions_after_padding else 0
+        return ((getattr(config, "pad_token_id", None) or 0) + 1) if self.positions_after_padding else 0
 
     def embedding_size(self, config) -> int | None:
         """The embeddings' width where it differs from the hidden size (ELECTRA's projection), else None."""
@@ -61,6 +61,12 @@ FAMILIES: dict[str, Family] = {
     "electra": Family("ELECTRA", "electra", "ElectraModel", "ElectraConfig", pooler=False,
                       positions_after_padding=False, pair_separators=1, segment_types=True, embedding_projection=True),
 }
+
+
+def family_of_config(config) -> Family:
+    """The family of a transformers config, a config dict's namespace or a SuperLM config (BERT when it names
+    no model type)."""
+    return family_of(getattr(config, "model_type", None) or "bert")
 
 
 def family_of(model_type: str | None) -> Family:

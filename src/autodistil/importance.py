@@ -105,10 +105,10 @@ def measure_importance(teacher: nn.Module, blocks: np.ndarray, batch_size: int =
 
     # the first hidden state: the embeddings' LayerNorm, or ELECTRA's projection of narrower embeddings
     projection = getattr(teacher, "embeddings_project", None)
-    entry = projection if projection is not None else teacher.embeddings
-    handles.append((projection if projection is not None else teacher.embeddings.LayerNorm
-                    ).register_forward_hook(ln_hook))
-    handles.append(entry.register_forward_hook(lambda _m, _a, out: hidden_in.__setitem__(0, _first(out))))
+    first, channels_at = ((projection, projection) if projection is not None
+                          else (teacher.embeddings, teacher.embeddings.LayerNorm))
+    handles.append(channels_at.register_forward_hook(ln_hook))
+    handles.append(first.register_forward_hook(lambda _m, _a, out: hidden_in.__setitem__(0, _first(out))))
     for i, layer in enumerate(layers):
         handles.append(layer.attention.output.LayerNorm.register_forward_hook(ln_hook))
         handles.append(layer.output.LayerNorm.register_forward_hook(ln_hook))

@@ -22,7 +22,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .cost import exact_gflops
 from .space import Arch, Envelope, TeacherDims
 
 
@@ -45,13 +44,13 @@ def probe_set(teacher: TeacherDims, bands: Sequence[Sequence[float]] | None = No
     names = list(names or (default_names(len(bands)) if len(bands) == 3 else [f"band{i}" for i in range(len(bands))]))
     if per_band < 1:
         raise ValueError(f"probes.per_band must be >= 1, got {per_band}")
-    full = exact_gflops(teacher.as_arch(), seq_len)
+    full = teacher.gflops(teacher.as_arch(), seq_len)
     probes = []
     for sub in band_partition(teacher, len(bands), names, bands, convention, floors, seq_len):
-        archs = sorted(sub.candidates(teacher), key=lambda a: (exact_gflops(a, seq_len), a))
+        archs = sorted(sub.candidates(teacher), key=lambda a: (teacher.gflops(a, seq_len), a))
         picks = sorted({round(i * (len(archs) - 1) / max(per_band - 1, 1)) for i in range(per_band)})
         for i, j in enumerate(picks):
-            probes.append(Probe(f"{sub.name}-{i}", sub.name, archs[j], exact_gflops(archs[j], seq_len) / full))
+            probes.append(Probe(f"{sub.name}-{i}", sub.name, archs[j], teacher.gflops(archs[j], seq_len) / full))
     return probes
 
 

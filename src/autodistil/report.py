@@ -149,7 +149,7 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
         f"- Fine-tuning: AdamW lr {p['lr']:g}, batch {p['batch_size']}, {p['epochs']} epochs"
         + (f" (at most {p['max_steps']} steps)" if p.get("max_steps") else "")
         + f", warm-up {p['warmup_ratio']:g} of the steps then linear decay, weight decay {p['weight_decay']:g}, "
-        f"max length {p['max_length']} tokens, classifier on the pooled [CLS] (new head), "
+        f"max length {p['max_length']} tokens, the model type's classifier (BERT: on the pooled [CLS]; new head), "
         f"{'length-grouped' if p.get('group_by_length') else 'random'} batches, dev evaluation every epoch.",
         f"- Training examples per task: {', '.join(f'{t} {n}' for t, n in p['train_examples'].items())} "
         "(seeded subsets, see prepare_glue.max_train_samples).",

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Iterable, Sequence
 
+from .family import family_of_config
+
 CONVENTIONS = ("stock", "fixed_head")
 
 
@@ -78,6 +80,7 @@ class TeacherDims:
     # ELECTRA's embedding width where it is projected to the hidden size: a student as wide as its embeddings
     # would have no projection in transformers' ElectraModel, so that width is no candidate
     embedding_size: int | None = None
+    pooler: bool = True  # the family's (ELECTRA has none)
 
     @property
     def head_size(self) -> int:
@@ -85,15 +88,19 @@ class TeacherDims:
 
     @classmethod
     def from_config(cls, config) -> "TeacherDims":
-        from .family import family_of
-
+        family = family_of_config(config)
         return cls(
             layers=config.num_hidden_layers,
             heads=config.num_attention_heads,
             hidden=config.hidden_size,
             ffn=config.intermediate_size,
-            embedding_size=family_of(getattr(config, "model_type", None) or "bert").embedding_size(config),
+            embedding_size=family.embedding_size(config),
+            pooler=family.pooler,
         )
+
+    def gflops(self, arch: "Arch", seq_len: int = 128) -> float:
+        """Exact GFLOPs of ``arch`` as a student of this teacher (its family's pooler and embedding projection)."""
+        return exact_macs(arch, seq_len, self.pooler, self.embedding_size) / 1e9
 
     def as_arch(self) -> Arch:
         return Arch(self.layers, self.heads, self.hidden, self.ffn, self.head_size)
@@ -211,7 +218,7 @@ class SubSpace:
     def in_band(self, arch: "Arch", teacher: "TeacherDims") -> bool:
         if self.band is None:
             return True
-        frac = exact_macs(arch, self.band_seq_len) / 1e9 / (exact_macs(teacher.as_arch(), self.band_seq_len) / 1e9)
+        frac = teacher.gflops(arch, self.band_seq_len) / teacher.gflops(teacher.as_arch(), self.band_seq_len)
         return self.band[0] < frac <= self.band[1]
 
     def candidates(self, teacher: TeacherDims) -> list[Arch]:
@@ -226,6 +233,7 @@ class SubSpace:
                 skipped.append((H, A))
                 continue
             if H == teacher.embedding_size:  # no projection at this width in the family's stock model
+                skipped.append((H, A))
                 continue
             try:
                 arch = make_arch(L, A, H, R, teacher, self.convention)
@@ -234,8 +242,9 @@ class SubSpace:
             if self.in_band(arch, teacher):
                 archs.append(arch)
         if not archs:
-            why = (f" (no hidden size equals heads x the teacher's head size {teacher.head_size}: "
-                   f"{sorted(set(skipped))[:4]}...)" if skipped else "")
+            why = (f" (no hidden size equals heads x the teacher's head size {teacher.head_size}, or every one equals "
+                   f"the teacher's projected embedding size {teacher.embedding_size}: {sorted(set(skipped))[:4]}...)"
+                   if skipped else "")
             raise SearchSpaceError(f"sub-space {self.name!r} has an empty grid{why}")
         return sorted(set(archs))
 

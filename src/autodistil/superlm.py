@@ -20,7 +20,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear, leading_slice
-from .family import family_of
+from .family import family_of_config
 from .relations import QKV
 from .space import Arch, Envelope, SearchSpaceError, depth_indices, rank_kept
 
@@ -49,7 +49,7 @@ class SuperLMConfig:
 
     @classmethod
     def from_teacher_config(cls, config, envelope: Envelope, **overrides) -> "SuperLMConfig":
-        family = family_of(getattr(config, "model_type", None) or "bert")
+        family = family_of_config(config)
         return cls(
             envelope=envelope,
             vocab_size=config.vocab_size,

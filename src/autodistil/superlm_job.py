@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .family import family_of
+from .family import family_of_config
 from .importance import ORDER_FILE, Importance, Order
 from .io import InputError
 from .sampling import SubnetSampler
@@ -51,7 +51,7 @@ class SuperLMJob:
         device = pick_device(cfg.device, d)
         teacher = load_teacher(source, device)
         dims = TeacherDims.from_config(teacher.config)
-        family = family_of(getattr(teacher.config, "model_type", None) or "bert")
+        family = family_of_config(teacher.config)
         positions = blocks.shape[1] + family.position_offset(teacher.config)  # RoBERTa's start after padding
         if positions > teacher.config.max_position_embeddings:
             raise InputError(f"{corpus}: blocks of {blocks.shape[1]} tokens need {positions} positions, the teacher "

@@ -13,8 +13,7 @@ from typing import Sequence
 
 import torch
 
-from .cost import exact_gflops
-from .space import Arch
+from .space import Arch, exact_macs
 
 GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0, "V100": 125.0}
 
@@ -32,7 +31,7 @@ def peak_tflops(override: float | None, device: torch.device) -> float | None:
 def training_macs(arch: Arch, seq_len: int, whole_layer: bool = False) -> float:
     """Multiply-accumulates per sequence of a training forward that stops at the last layer's Q/K/V (or,
     with ``whole_layer``, after that layer: the hidden-state term needs its output)."""
-    full = exact_gflops(arch, seq_len) * 1e9 - arch.hidden ** 2  # no pooler
+    full = exact_macs(arch, seq_len, pooler=False)
     if whole_layer:
         return full
     last_layer_rest = full / arch.layers - 3 * seq_len * arch.hidden * arch.attention_width

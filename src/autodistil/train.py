@@ -42,7 +42,7 @@ from .space import DEPTH_RULES, Arch, Envelope, TeacherDims
 from .checkpoint import load_checkpoint, run_folder, save_checkpoint
 from .relations import teacher_relations
 from .sampling import DataOrder, SubnetSampler
-from .family import family_of
+from .family import family_of_config
 from .segments import SEGMENTS, pair_splits
 from .superlm import SuperLM, SuperLMConfig
 from .teacher import teacher_targets
@@ -293,7 +293,7 @@ def train_superlm(
     meter = Throughput(TeacherDims.from_config(teacher.config).as_arch(), seq_len, spec.uses_hidden,
                        peak_tflops(cfg.peak_tflops, device), d.world)
     order = DataOrder(len(blocks), cfg.batch_size, cfg.seed)
-    family = family_of(getattr(teacher.config, "model_type", None) or "bert")  # its pair format
+    family = family_of_config(teacher.config)  # its pair format
 
     bar = tqdm(range(start, total), initial=start, total=total, desc="superlm", disable=not (progress and d.master))
     t0, tokens_done = time.perf_counter(), 0

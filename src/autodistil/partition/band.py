@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from typing import Mapping, Sequence
 
-from ..cost import exact_gflops
 from ..space import Arch, SearchSpaceError, SubSpace, TeacherDims
 from .checks import check_setup, make_subspace, validate
 from .lattice import default_bands, teacher_lattice
@@ -38,14 +37,14 @@ def band_partition(
     stock = convention == "stock"
     lattice = teacher_lattice(teacher, convention, floors)
     layers, hidden, heads, ratios = lattice.layers, lattice.hidden, lattice.heads, lattice.mlp_ratio
-    full = exact_gflops(teacher.as_arch(), seq_len)
+    full = teacher.gflops(teacher.as_arch(), seq_len)
     subspaces = []
     for name, (lo, hi) in zip(names, bands):
         points = []
         for L, H, R in itertools.product(layers, hidden, ratios):
             for A in ([H // teacher.head_size] if stock else heads):
                 arch = Arch(L, A, H, int(R * H), teacher.head_size)
-                if lo < exact_gflops(arch, seq_len) / full <= hi:
+                if lo < teacher.gflops(arch, seq_len) / full <= hi:
                     points.append((arch, R))
         if not points:
             raise SearchSpaceError(f"band partition: no candidate of the lattice in band {[lo, hi]} for sub-space "

@@ -121,8 +121,9 @@ def load_teacher_shape(path: str | Path) -> tuple[TeacherDims, Vocab]:
     """The teacher's dims and vocabulary recorded in ``partition/subspaces.json``."""
     t = json.loads(Path(path).read_text(encoding="utf-8"))["teacher"]
     emb = t.get("embedding_size")
-    return (TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"]), emb),
-            Vocab(t["vocab_size"], t["max_position_embeddings"], t["type_vocab_size"], emb, t.get("pooler", True)))
+    pooler = t.get("pooler", True)
+    return (TeacherDims(int(t["layers"]), int(t["heads"]), int(t["hidden"]), int(t["ffn"]), emb, pooler),
+            Vocab(t["vocab_size"], t["max_position_embeddings"], t["type_vocab_size"], emb, pooler))
 
 
 def partition_metrics(doc: Mapping, seconds: float) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping
 
-from ..cost import Vocab, exact_gflops, paper_gflops, paper_params
+from ..cost import Vocab, paper_gflops, paper_params
 from ..space import Arch, SearchSpaceError, TeacherDims
 
 DIMS = ("layers", "heads", "hidden", "mlp_ratio")
@@ -135,7 +135,7 @@ def measure_of(arch: Arch, measure: str, teacher: TeacherDims, vocab: Vocab = Vo
     """The band measure of one architecture: ``gflops_exact`` for the network that runs (its real attention
     width), the others in the paper convention."""
     if measure == "gflops_exact":
-        return exact_gflops(arch, seq_len)
+        return teacher.gflops(arch, seq_len)
     if measure == "params":
         return paper_params(arch, teacher.heads, vocab)
     if measure == "nonembed_params":
