@@ -104,15 +104,20 @@ def _kill_during(repo: Path, stage: str, sig: int, ready) -> None:
     assert proc.returncode != 0
 
 
-@pytest.fixture(scope="module")
-def micro_repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+def clone_with_raw_data(repo: Path) -> None:
+    """A clone of this repository at ``repo`` with the raw GLUE data and corpus pulled from the project's remote."""
     _run(["git", "clone", "-q", str(REPO), str(repo)], REPO)
     remote = _run(["dvc", "config", "remote.storage.url"], REPO).strip().splitlines()[-1]
     if not Path(remote).is_dir():
         pytest.skip(f"the project's DVC remote {remote} is not here")
     _run(["dvc", "remote", "modify", "--local", "storage", "url", remote], repo)
     _run(["dvc", "pull", "-q", "data/raw/glue.dvc", "data/raw/corpus.dvc"], repo)
+
+
+@pytest.fixture(scope="module")
+def micro_repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    clone_with_raw_data(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, MICRO), sort_keys=False))
     return repo

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from test_pipeline import MICRO, REPO, _merge, _run
+from test_pipeline import MICRO, _merge, _run, clone_with_raw_data
 
 
 def _roberta_teacher(corpus: Path, folder: Path) -> Path:
@@ -44,12 +44,7 @@ def test_micro_pipeline_runs_end_to_end_with_a_roberta_teacher(tmp_path_factory)
 
     root = tmp_path_factory.mktemp("roberta")
     repo = root / "repo"
-    _run(["git", "clone", "-q", str(REPO), str(repo)], REPO)
-    remote = _run(["dvc", "config", "remote.storage.url"], REPO).strip().splitlines()[-1]
-    if not Path(remote).is_dir():
-        pytest.skip(f"the project's DVC remote {remote} is not here")
-    _run(["dvc", "remote", "modify", "--local", "storage", "url", remote], repo)
-    _run(["dvc", "pull", "-q", "data/raw/glue.dvc", "data/raw/corpus.dvc"], repo)
+    clone_with_raw_data(repo)
     teacher = _roberta_teacher(next((repo / "data" / "raw" / "corpus").glob("*.txt")), root / "teacher")
     params = _merge(yaml.safe_load((repo / "params.yaml").read_text()), MICRO)
     params["teacher"]["source"] = str(teacher)
