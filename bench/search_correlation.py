@@ -18,6 +18,7 @@ A fine-tuning run per candidate and task: about 15 minutes for 15 candidates on 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -60,18 +61,17 @@ def main() -> None:
     import torch
 
     from autodistil.export import build_student
-    from autodistil.finetune import FinetuneConfig, finetune
-    from autodistil.io import load_params
+    from autodistil.finetune import finetune
+    from autodistil.config import load
+    from autodistil.finetune import Protocol
     from autodistil.space import Arch
     from autodistil.superlm import SuperLM
 
-    params = load_params(args.params)
-    ft = params["finetune"]
-    cfg = FinetuneConfig.from_params({k: ft[k] for k in ("lr", "batch_size", "epochs", "max_steps", "warmup_ratio",
-                                                          "weight_decay", "group_by_length", "eval_batch_size")}
-                                     | {"seed": ft["seeds"][0]})
+    checked = load(args.params)
+    protocol = Protocol.from_section(checked.finetune)
+    cfg = dataclasses.replace(protocol.config, seed=protocol.seeds[0], device="cpu")
     results, t0 = [], time.perf_counter()
-    for sub in params["partition"]["names"]:
+    for sub in checked.partition.names:
         search = json.loads(Path(f"metrics/search/{sub}.json").read_text())
         budget = next(iter(search["students"].values()))["budget"]["max_gflops"]
         with open(f"metrics/search/{sub}.csv") as f:
@@ -97,7 +97,7 @@ def main() -> None:
             out[c]["mean"] = spearman(losses, [r["mean"] for r in recs])
         return out
 
-    by_sub = {s: table([r for r in results if r["subspace"] == s]) for s in params["partition"]["names"]}
+    by_sub = {s: table([r for r in results if r["subspace"] == s]) for s in checked.partition.names}
     within = {c: {k: float(np.mean([v[c][k] for v in by_sub.values() if v[c][k] is not None]))
                   for k in [*args.tasks, "mean"]} for c in CRITERIA}
     report = {"candidates": results, "spearman_pooled": table(results), "spearman_by_subspace": by_sub,

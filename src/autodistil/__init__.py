@@ -1,7 +1,8 @@
-"""AutoDistil: few-shot, task-agnostic neural architecture search for distilling BERT-like models."""
+"""AutoDistil: few-shot, task-agnostic neural architecture search for distilling BERT-like models.
 
-from .modeling_autodistil_bert import register_auto_classes
+Importing the package imports nothing heavy (each stage imports torch and transformers only where its path needs
+them). ``fixed_head`` students load with ``trust_remote_code=True``, or after
+``import autodistil.modeling_autodistil_bert``, which registers their classes with transformers' Auto classes.
+"""
 
 __version__ = "0.1.0"
-
-register_auto_classes()  # fixed_head students load through the transformers Auto classes

@@ -118,16 +118,13 @@ def step_flops_of(params: Mapping, where: str) -> tuple[float, int]:
     """(expected training FLOPs of one SuperLM step summed over the sub-spaces ``params`` partitions, the steps its
     budget gives) for the teacher of ``params``: computed from the partition and the sampler, nothing trained."""
     from .compute import expected_step_flops
+    from .config import from_mapping
     from .partition import partition_from_params, teacher_shape
-    from .train import TrainConfig
 
-    from .io import param
-
-    source = param(params, "teacher.source", source=where)
-    subspaces, _ = partition_from_params(params, source, where)
-    dims, _ = teacher_shape(source)
-    cfg = TrainConfig.from_params(dict(param(params, "superlm", source=where)), f"{where}: superlm")
-    seq_len = int(param(params, "prepare_corpus.seq_len", source=where))
+    checked = from_mapping(params, where)
+    subspaces, _ = partition_from_params(checked, where)
+    dims, _ = teacher_shape(checked.teacher.source)
+    cfg, seq_len = checked.superlm, checked.prepare_corpus.seq_len
     per_step = sum(expected_step_flops(s.candidates(dims), s.largest(dims), s.smallest(dims), cfg.sampling,
                                        cfg.num_random, cfg.batch_size, seq_len, cfg.hidden_weight > 0)
                    for s in subspaces)

@@ -6,7 +6,8 @@ import contextlib
 
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+from .config import DEVICES
+from .io import InputError
 
 
 def resolve_device(setting: str) -> str:
@@ -15,6 +16,8 @@ def resolve_device(setting: str) -> str:
         raise ValueError(f"device must be one of {DEVICES}, got {setting!r}")
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise InputError("a device setting of params.yaml is 'cuda' but no CUDA device is available")
     return setting
 
 

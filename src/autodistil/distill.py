@@ -6,7 +6,6 @@ loss of many candidates against teacher projections computed once).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,8 +13,7 @@ import torch
 from torch import nn
 
 from .device import mixed_precision
-from .io import InputError, number
-from .relations import LOSSES, relation_loss, teacher_relations
+from .relations import relation_loss, teacher_relations
 from .space import Arch
 from .superlm import SuperLM
 from .teacher import TeacherTargets, teacher_targets
@@ -44,25 +42,6 @@ class DistillSpec:
     @property
     def uses_hidden(self) -> bool:
         return self.hidden_weight > 0
-
-    @classmethod
-    def from_params(cls, p: Mapping, relation_heads: int = 12,
-                    where: str = "params.yaml: superlm") -> "DistillSpec":
-        """The objective from params' ``superlm`` section (``loss``, ``teacher_layer``, ``student_layer``,
-        ``hidden_weight``; DVC's string-written floats such as ``1e-05`` accepted); bad values name the key."""
-        values = {"loss": p.get("loss", cls.loss)}
-        for key, kind in (("teacher_layer", int), ("student_layer", int), ("hidden_weight", float)):
-            v = p.get(key, getattr(cls, key))
-            try:
-                values[key] = number(v, kind)
-            except (TypeError, ValueError):
-                raise InputError(f"{where}.{key}: expected {'an integer' if kind is int else 'a number'}, "
-                                 f"got {v!r}") from None
-        if values["loss"] not in LOSSES:
-            raise InputError(f"{where}.loss: expected one of {LOSSES}, got {values['loss']!r}")
-        if values["hidden_weight"] < 0:
-            raise InputError(f"{where}.hidden_weight: expected a number >= 0, got {values['hidden_weight']}")
-        return cls(relation_heads=relation_heads, **values)
 
 
 def blocks_to_batch(blocks: np.ndarray, device, splits: np.ndarray | None = None, family=None

@@ -3,7 +3,7 @@
 A ``stock`` architecture (attention width = hidden size) becomes a plain model of the teacher's own type
 (``bert``, ``roberta``, ``electra`` ...) that ``transformers.AutoModel.from_pretrained`` loads without autodistil. A ``fixed_head`` one becomes an
 ``autodistil_bert`` model whose code travels inside the folder (``trust_remote_code=True``), or that
-loads directly once ``autodistil`` is imported.
+loads directly once ``autodistil.modeling_autodistil_bert`` is imported.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from .config import Params
 from .cost import Vocab, costs, count_params
 from .family import family_of
 from .io import atomic_path
@@ -93,7 +94,8 @@ def export_student(
         **(info or {}),
     }
     if arch.convention != "stock":
-        record["load_with"] = "AutoModel.from_pretrained(path, trust_remote_code=True), or import autodistil first"
+        record["load_with"] = ("AutoModel.from_pretrained(path, trust_remote_code=True), or import "
+                              "autodistil.modeling_autodistil_bert first")
         # save_pretrained then copies modeling_autodistil_bert.py into the folder and writes auto_map.
         AutoDistilBertConfig.register_for_auto_class()
         AutoDistilBertModel.register_for_auto_class("AutoModel")
@@ -152,3 +154,40 @@ def export_random_baseline(student_dir: str | Path, out_dir: str | Path) -> Path
                 shutil.copy2(f, tmp / f.name)
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out_dir
+
+
+def snapshot_teacher(params: Params, out_dir: str | Path, metrics_path: str | Path):
+    """The teacher stage's work: the teacher of ``params`` saved as a model folder (its encoder, tokenizer and
+    ``autodistil.json`` with its arch and costs at ``search.seq_len``), and its latency (``search.latency``),
+    as a :class:`autodistil.record.Record`. The latency stays out of the folder, so that a re-snapshot of the
+    same teacher is byte-identical and re-runs no fine-tuning job."""
+    import time
+
+    from .io import InputError
+    from .latency import measure_latency
+    from .record import Record
+    from .space import TeacherDims
+    from .teacher import load_teacher, load_tokenizer
+
+    t0, source = time.perf_counter(), params.teacher.source
+    try:
+        teacher, tokenizer = load_teacher(source), load_tokenizer(source)
+    except (OSError, ValueError) as e:
+        raise InputError(f"params.yaml: teacher.source {source!r} cannot be loaded: {e}".splitlines()[0]) from None
+    dims = TeacherDims.from_config(teacher.config)
+    arch = Arch(dims.layers, dims.heads, dims.hidden, dims.ffn, dims.hidden // dims.heads)
+    record = {"kind": "teacher", "source": source, "arch": arch.to_dict(), "convention": arch.convention,
+              "model_type": teacher.config.model_type,
+              "costs": costs(arch, params.search.seq_len, dims.heads, Vocab.from_config(teacher.config)),
+              "params_module": count_params(teacher)}
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        teacher.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    latency = measure_latency(teacher, params.search.latency)
+    return Record({"arch": arch.name, "latency_ms": latency["latency_ms"], "latency": latency}, metrics_path,
+                  logged={"": {"latency_ms": latency["latency_ms"], **record["costs"],
+                               "params_module": record["params_module"]}},
+                  summary={"teacher": source, "arch": arch.name,
+                           "gflops_paper": round(record["costs"]["gflops_paper"], 4),
+                           "latency_ms": round(latency["latency_ms"], 2), "seconds": round(time.perf_counter() - t0, 1)})

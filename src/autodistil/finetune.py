@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .device import DEVICES, mixed_precision, resolve_device
-from .io import InputError, number
+from .config import FinetuneParams
+from .device import mixed_precision, resolve_device
 
 REPORTED_EPOCHS = ("best", "last")
 LOSS_READ_EVERY = 50  # training steps between reads of their losses (one device-to-host sync each)
@@ -29,6 +29,9 @@ LOSS_READ_EVERY = 50  # training steps between reads of their losses (one device
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """One run's settings, as the ``finetune`` section (:class:`Protocol`) or ``search.proxy`` give them; these
+    defaults serve library callers (the pipeline's are params.yaml's, :mod:`autodistil.config`)."""
+
     lr: float = 2e-5
     epochs: int = 1
     batch_size: int = 32
@@ -39,43 +42,6 @@ class FinetuneConfig:
     group_by_length: bool = False  # batches of similar lengths (see length_grouped_batches)
     eval_batch_size: int = 64
     device: str = "cpu"
-
-    @classmethod
-    def from_params(cls, p: dict, where: str = "params.yaml: finetune") -> "FinetuneConfig":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(p) - set(known))
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        floats = ("lr", "weight_decay", "warmup_ratio")
-        out = {}
-        for k, v in p.items():
-            if v is None and k == "max_steps":
-                out[k] = None
-                continue
-            try:
-                if k in floats:
-                    out[k] = number(v)
-                elif k == "device":
-                    if v not in DEVICES:
-                        raise ValueError
-                    out[k] = v
-                elif k == "group_by_length":
-                    if not isinstance(v, bool):
-                        raise ValueError
-                    out[k] = v
-                else:
-                    out[k] = number(v, int)
-            except (TypeError, ValueError):
-                expected = ("a number" if k in floats else "true or false" if k == "group_by_length"
-                            else f"one of {DEVICES}" if k == "device" else "an integer")
-                raise InputError(f"{where}.{k}: expected {expected}, got {v!r}") from None
-        cfg = cls(**out)
-        if cfg.lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_batch_size < 1 or (
-                cfg.max_steps is not None and cfg.max_steps < 1):
-            raise InputError(f"{where}: lr, epochs, batch_size, eval_batch_size (and max_steps if set) must be positive")
-        if cfg.weight_decay < 0 or not 0 <= cfg.warmup_ratio < 1:
-            raise InputError(f"{where}: weight_decay must be >= 0 and warmup_ratio in [0, 1)")
-        return cfg
 
 
 PROTOCOL_KEYS = ("lr", "batch_size", "epochs", "max_steps", "warmup_ratio", "weight_decay", "group_by_length",
@@ -93,21 +59,10 @@ class Protocol:
     keep_weights: bool = False
 
     @classmethod
-    def from_params(cls, p, where: str = "params.yaml: finetune") -> "Protocol":
-        if not isinstance(p, dict):
-            raise InputError(f"{where} must be a mapping")
-        config = FinetuneConfig.from_params({k: p[k] for k in PROTOCOL_KEYS if k in p}, where)
-        seeds = p.get("seeds", [42])
-        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
-            raise InputError(f"{where}.seeds must be a non-empty list of distinct integers, got {seeds!r}")
-        report = p.get("report", "best")
-        if report not in REPORTED_EPOCHS:
-            raise InputError(f"{where}.report must be one of {REPORTED_EPOCHS}, got {report!r}")
-        keep_weights = p.get("keep_weights", False)
-        if not isinstance(keep_weights, bool):
-            raise InputError(f"{where}.keep_weights must be true or false, got {keep_weights!r}")
-        return cls(config, tuple(seeds), report, keep_weights)
+    def from_section(cls, p: FinetuneParams) -> "Protocol":
+        """The protocol of params.yaml's checked ``finetune`` section."""
+        config = FinetuneConfig(**{k: getattr(p, k) for k in PROTOCOL_KEYS})
+        return cls(config, tuple(p.seeds), p.report, p.keep_weights)
 
     def to_dict(self) -> dict:
         """As logged and written into every result: the run settings, the seeds and the reported epoch."""

@@ -6,39 +6,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .device import DEVICES, mixed_precision, resolve_device
-from .io import InputError
-
-
-@dataclass(frozen=True)
-class LatencyConfig:
-    batch_size: int = 1
-    seq_len: int = 128
-    warmup: int = 3
-    repeats: int = 10
-    device: str = "cpu"  # where the figure is measured: cpu (the usual deployment target) | cuda | auto
-
-    @classmethod
-    def from_params(cls, d, where: str = "params.yaml: search.latency") -> "LatencyConfig":
-        d = dict(d or {})
-        unknown = sorted(set(d) - {"batch_size", "seq_len", "warmup", "repeats", "device"})
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        device = d.get("device", cls.device)
-        if device not in DEVICES:
-            raise InputError(f"{where}.device: expected one of {DEVICES}, got {device!r}")
-        out = {"device": device}
-        for key, minimum in (("batch_size", 1), ("seq_len", 1), ("warmup", 0), ("repeats", 1)):
-            v = d.get(key, getattr(cls, key))
-            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                raise InputError(f"{where}.{key}: expected an integer >= {minimum}, got {v!r}")
-            out[key] = v
-        return cls(**out)
+from .device import mixed_precision, resolve_device
+from .config import LatencyConfig
 
 
 @torch.no_grad()

@@ -86,3 +86,7 @@ def register_auto_classes() -> None:
     AutoModelForSequenceClassification.register(
         AutoDistilBertConfig, AutoDistilBertForSequenceClassification, exist_ok=True
     )
+
+
+if __name__ == "autodistil.modeling_autodistil_bert":  # not as the remote-code copy in an exported folder
+    register_auto_classes()  # importing this module is what lets AutoModel load fixed_head students

@@ -23,7 +23,7 @@ sorted. The same seed and grid always give the same sample.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,9 +34,8 @@ from typing import Any
 from torch import nn
 
 from .cost import Vocab, costs
-from .device import DEVICES
-from .io import InputError, number
-from .latency import LatencyConfig
+from .config import BudgetLimits, LatencyConfig, Params, SearchParams
+from .io import InputError
 from .space import Arch, size_key
 
 CONVENTIONS = ("paper", "exact")
@@ -67,33 +66,9 @@ class Budget:
     arch: str | None = None  # a pinned architecture (its name, e.g. L4-A12-H384-F768): no ranking, limits still hold
 
     @classmethod
-    def from_params(cls, name: str, d, where: str = "params.yaml: search.budgets") -> "Budget":
-        keys = (*LIMITS, "arch")
-        if not isinstance(d, Mapping):
-            raise InputError(f"{where}.{name}: expected a mapping with any of {', '.join(keys)}, got {d!r}")
-        unknown = sorted(set(d) - set(keys))
-        if unknown:
-            raise InputError(f"{where}.{name}: unknown key(s) {', '.join(map(str, unknown))}; expected {', '.join(keys)}")
-        values = {}
-        if d.get("arch") is not None:
-            if not isinstance(d["arch"], str) or not d["arch"].strip():
-                raise InputError(f"{where}.{name}.arch: expected an architecture name such as L4-A12-H384-F768, "
-                                 f"got {d['arch']!r}")
-            values["arch"] = d["arch"].strip()
-        for key in LIMITS:
-            v = d.get(key)
-            if v is None:
-                continue
-            try:
-                f = number(v)
-            except (TypeError, ValueError):
-                f = math.nan
-            if not (f > 0 and math.isfinite(f)):
-                raise InputError(f"{where}.{name}.{key}: expected a positive number, got {v!r}")
-            values[key] = f
-        if not values:
-            raise InputError(f"{where}.{name}: set at least one of {', '.join(keys)}")
-        return cls(name=str(name), **values)
+    def from_limits(cls, name: str, limits: BudgetLimits) -> "Budget":
+        """A budget of params.yaml's checked ``search.budgets``."""
+        return cls(name=name, **dataclasses.asdict(limits))
 
     @property
     def needs_latency(self) -> bool:
@@ -130,47 +105,16 @@ class Budget:
         return self.arch is None or row["arch"] == self.arch
 
 
-RESERVED_NAMES = ("teacher", "superlm")  # models/<name>/ also holds these; random-<student> marks baselines
-
-
-def parse_budgets(budgets, students, subspaces: Iterable[str] | None = None,
-                  where: str = "params.yaml: search") -> dict[str, dict[str, Budget]]:
-    """``search.budgets`` ``{subspace: {student: {limits}}}`` checked against ``search.students``.
-
-    ``students`` is the flat mapping ``{student: subspace}`` that later stages iterate over (DVC ``foreach``,
-    which cannot walk the nested budgets); it must list exactly the budgets. Student names must be unique
-    across sub-spaces, file-name safe, and not clash with the other folders of ``models/`` (``teacher``,
-    ``superlm``, the ``random-<student>`` baselines); given ``subspaces``, every budget's sub-space must exist.
-    """
-    if not isinstance(budgets, Mapping) or not budgets:
-        raise InputError(f"{where}.budgets: expected a mapping {{subspace: {{student: {{max_gflops: ...}}}}}}")
-    out: dict[str, dict[str, Budget]] = {}
-    seen: dict[str, str] = {}
-    known = list(subspaces) if subspaces is not None else None
-    for sub, group in budgets.items():
-        sub = str(sub)
-        if known is not None and sub not in known:
+def budgets_of(search: SearchParams, subspaces: Iterable[str], where: str = "params.yaml: search"
+               ) -> dict[str, dict[str, Budget]]:
+    """``search.budgets`` as :class:`Budget` objects, ``{subspace: {student: budget}}``; every budget's sub-space
+    must be one of ``subspaces`` (the partition's)."""
+    known = list(subspaces)
+    for sub in search.budgets:
+        if sub not in known:
             raise InputError(f"{where}.budgets.{sub}: no such sub-space (have {', '.join(known)})")
-        if not isinstance(group, Mapping) or not group:
-            raise InputError(f"{where}.budgets.{sub}: expected a non-empty mapping {{student: {{limits}}}}")
-        out[sub] = {}
-        for name, d in group.items():
-            name = str(name)
-            if not name or "/" in name or name.startswith(".") or "@" in name or name != name.strip():
-                raise InputError(f"{where}.budgets.{sub}: student name {name!r} must be a plain file name")
-            if name in RESERVED_NAMES or name.startswith("random-"):
-                raise InputError(f"{where}.budgets.{sub}: student name {name!r} is reserved "
-                                 f"({', '.join(RESERVED_NAMES)} and random-* name other models)")
-            if name in seen:
-                raise InputError(f"{where}.budgets: student name {name!r} is used by sub-spaces "
-                                 f"{seen[name]!r} and {sub!r}; names must be unique")
-            seen[name] = sub
-            out[sub][name] = Budget.from_params(name, d, f"{where}.budgets.{sub}")
-    if not isinstance(students, Mapping) or {str(k): str(v) for k, v in students.items()} != seen:
-        listed = dict(students) if isinstance(students, Mapping) else students
-        raise InputError(f"{where}.students must map every student of search.budgets to its sub-space: "
-                         f"expected {seen}, got {listed!r}")
-    return out
+    return {sub: {name: Budget.from_limits(name, limits) for name, limits in group.items()}
+            for sub, group in search.budgets.items()}
 
 
 # ------------------------------------------------------------------------------------------ candidates
@@ -262,52 +206,29 @@ class SearchConfig:
     proxy: ProxyConfig | None
 
     @classmethod
-    def from_params(cls, params: Mapping, subspace: str, subspaces: Iterable[str], glue_dir: Path,
-                    src: str = "params.yaml") -> "SearchConfig":
-        from .distill import CRITERIA, DistillSpec
-        from .io import int_param, param
+    def build(cls, params: Params, subspace: str, subspaces: Iterable[str], glue_dir: Path,
+              src: str = "params.yaml") -> "SearchConfig":
+        """The search of ``subspace`` as params.yaml's checked sections ask for it (``search``, and ``superlm``
+        for the objective the candidates are scored by)."""
+        from .finetune import FinetuneConfig
 
-        p = param(params, "search", source=src)
-        budgets = parse_budgets(param(p, "budgets", source=src), param(p, "students", source=src), subspaces,
-                                f"{src}: search")
+        p = params.search
+        budgets = budgets_of(p, subspaces, f"{src}: search")
         if subspace not in budgets:
             raise InputError(f"{src}: search.budgets has no budget for sub-space {subspace!r} "
                              f"(has {', '.join(budgets)})")
-        convention = param(p, "convention", default="paper", source=src)
-        if convention not in CONVENTIONS:
-            raise InputError(f"{src}: search.convention must be one of {CONVENTIONS}, got {convention!r}")
-        criterion = param(p, "criterion", default="relation", source=src)
-        if criterion not in CRITERIA:
-            raise InputError(f"{src}: search.criterion must be one of {CRITERIA}, got {criterion!r}")
-        device = param(p, "device", default="auto", source=src)
-        if device not in DEVICES:
-            raise InputError(f"{src}: search.device must be one of {DEVICES}, got {device!r}")
-        proxy = dict(param(p, "proxy", default={}) or {})
-        proxy_cfg = None
-        if proxy.get("enabled", False):
-            from .finetune import FinetuneConfig
-
-            task = str(param(p, "proxy.task", source=src))
-            task_dir = Path(glue_dir) / task
+        proxy = None
+        if p.proxy.enabled:
+            task_dir = Path(glue_dir) / p.proxy.task
             if not (task_dir / "task.json").is_file():
                 raise InputError(f"{task_dir}: not a prepared GLUE task (search.proxy.task; run prepare_glue)")
-            finetune = FinetuneConfig.from_params(
-                {"device": device,  # the search's device unless set
-                 **{k: v for k, v in proxy.items() if k not in ("enabled", "task", "top_k")}}, f"{src}: search.proxy")
-            proxy_cfg = ProxyConfig(task, task_dir, int_param(params, "search.proxy.top_k", minimum=1, source=src),
-                                    finetune)
-        return cls(
-            budgets=budgets[subspace],
-            eval_blocks=int_param(params, "search.eval_blocks", minimum=1, source=src),
-            batch_size=int_param(params, "search.batch_size", minimum=1, source=src),
-            max_candidates=int_param(params, "search.max_candidates", minimum=2, allow_none=True, source=src),
-            seed=int_param(params, "search.seed", default=0, source=src),
-            seq_len=int_param(params, "search.seq_len", minimum=1, source=src),
-            convention=convention, criterion=criterion, device=device,
-            latency=LatencyConfig.from_params(param(p, "latency", default={}), f"{src}: search.latency"),
-            spec=DistillSpec.from_params(param(params, "superlm", default={}) or {}, where=f"{src}: superlm"),
-            proxy=proxy_cfg,
-        )
+            finetune = FinetuneConfig(lr=p.proxy.lr, epochs=p.proxy.epochs, batch_size=p.proxy.batch_size,
+                                      max_steps=p.proxy.max_steps, seed=p.proxy.seed, device=p.device)
+            proxy = ProxyConfig(p.proxy.task, task_dir, p.proxy.top_k, finetune)
+        return cls(budgets=budgets[subspace], eval_blocks=p.eval_blocks, batch_size=p.batch_size,
+                   max_candidates=p.max_candidates, seed=p.seed, seq_len=p.seq_len, convention=p.convention,
+                   criterion=p.criterion, device=p.device, latency=p.latency, spec=params.superlm.spec(12),
+                   proxy=proxy)
 
 
 # ----------------------------------------------------------------------------------------- selection

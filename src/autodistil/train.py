@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -33,17 +33,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .config import TrainConfig
 from .cost import exact_gflops
-from .device import DEVICES, mixed_precision, resolve_device
-from .distill import DistillSpec, HeldOut, blocks_to_batch, objective, student_losses
+from .device import mixed_precision, resolve_device
+from .distill import HeldOut, blocks_to_batch, objective, student_losses
 from .importance import Importance, Order, apply_order, calibration_blocks, measure_importance
-from .io import InputError, number
-from .space import DEPTH_RULES, Arch, Envelope, TeacherDims
+from .io import InputError
+from .space import Arch, Envelope, TeacherDims
 from .checkpoint import load_checkpoint, run_folder, save_checkpoint
 from .relations import teacher_relations
 from .sampling import DataOrder, SubnetSampler
 from .family import family_of_config
-from .segments import SEGMENTS, pair_splits
+from .segments import pair_splits
 from .superlm import SuperLM, SuperLMConfig
 from .teacher import teacher_targets
 from .throughput import Throughput, peak_tflops
@@ -52,111 +53,6 @@ from .throughput import Throughput, peak_tflops
 # change; the number of ranks and nodes is not part of the configuration either
 NOT_WEIGHTS = ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "peak_tflops", "device",
                "micro_batch_size")
-SAMPLING = ("sandwich", "uniform")
-INIT_ORDERS = ("importance", "leading")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The ``superlm`` section of params.yaml."""
-
-    loss: str = "kl"
-    teacher_layer: int = -1
-    student_layer: int = -1
-    hidden_weight: float = 0.0  # weight of the hidden-state term (0: the paper's relation loss alone)
-    init_order: str = "importance"  # importance (permute the teacher before slicing) | leading (the paper)
-    calibration_blocks: int = 64  # corpus blocks the importance is measured on
-    sampling: str = "sandwich"  # sandwich: largest + smallest + n random | uniform: n random
-    num_random: int = 2
-    batch_size: int = 32  # global sequences per step (all ranks together)
-    micro_batch_size: int | None = None  # per-rank sequences per forward (gradient accumulation); None: all
-    max_steps: int | None = None  # budget: max_steps, or else max_tokens
-    max_tokens: int | None = None
-    lr: float = 4e-5
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    dropout: float = 0.1
-    depth_rule: str = "strided"  # strided | first_k | importance (block importance of the teacher's layers)
-    segments: str = "single"  # single (the corpus blocks) | pairs (each block cut into two segments, token types 0/1)
-    seed: int = 0
-    checkpoint_every: int = 50
-    log_every: int = 5
-    eval_blocks: int = 128
-    eval_batch_size: int = 32
-    device: str = "auto"  # auto: CUDA with bf16 autocast when present, else CPU
-    peak_tflops: float | None = None  # for the MFU estimate; None: a table for known GPUs, else no MFU
-
-    @classmethod
-    def from_params(cls, p: dict, where: str = "params.yaml: superlm") -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(p) - known)
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        try:  # DVC's `-S` writes small floats as 4e-05, which YAML 1.1 reads back as a string
-            cfg = cls(**{k: _coerce(k, v, cls.__dataclass_fields__[k].type) for k, v in p.items()})
-        except (TypeError, ValueError) as e:
-            raise InputError(f"{where}: {e}") from None
-        if cfg.sampling not in SAMPLING:
-            raise InputError(f"{where}.sampling: expected one of {SAMPLING}, got {cfg.sampling!r}")
-        if cfg.loss not in ("kl", "mse"):
-            raise InputError(f"{where}.loss: expected 'kl' or 'mse', got {cfg.loss!r}")
-        if (cfg.max_steps is None) == (cfg.max_tokens is None):
-            raise InputError(f"{where}: set exactly one of max_steps and max_tokens")
-        if cfg.segments not in SEGMENTS:
-            raise InputError(f"{where}.segments: expected one of {SEGMENTS}, got {cfg.segments!r}")
-        if cfg.init_order not in INIT_ORDERS:
-            raise InputError(f"{where}.init_order: expected one of {INIT_ORDERS}, got {cfg.init_order!r}")
-        if cfg.hidden_weight < 0:
-            raise InputError(f"{where}.hidden_weight: expected a number >= 0, got {cfg.hidden_weight}")
-        if cfg.depth_rule not in DEPTH_RULES:
-            raise InputError(f"{where}.depth_rule: expected one of {DEPTH_RULES}, got {cfg.depth_rule!r}")
-        if cfg.device not in DEVICES:
-            raise InputError(f"{where}.device: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"{where}.device is 'cuda' but no CUDA device is available")
-        for key in ("checkpoint_every", "log_every", "eval_blocks", "eval_batch_size", "calibration_blocks"):
-            if getattr(cfg, key) < 1:
-                raise InputError(f"{where}.{key}: expected a positive integer, got {getattr(cfg, key)}")
-        if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
-            raise InputError(f"{where}.micro_batch_size: expected a positive integer or null")
-        if cfg.batch_size < 1 or cfg.num_random < 0 or (cfg.sampling == "uniform" and cfg.num_random < 1):
-            raise InputError(f"{where}: batch_size must be >= 1 and num_random >= 0 (>= 1 for uniform sampling)")
-        return cfg
-
-    def total_steps(self, seq_len: int) -> int:
-        """Optimiser steps of the budget. A budget of exactly 0 (``max_steps: 0`` or ``max_tokens: 0``) is no
-        training: the SuperLM stays the (importance-ordered) teacher's slices, the baseline of the ablations."""
-        if 0 in (self.max_steps, self.max_tokens):
-            return 0
-        steps = self.max_steps if self.max_steps is not None else self.max_tokens // (self.batch_size * seq_len)
-        if steps < 1:
-            raise InputError(f"superlm budget gives {steps} steps (max_tokens {self.max_tokens}, batch "
-                             f"{self.batch_size} x {seq_len} tokens)")
-        return int(steps)
-
-    def spec(self, relation_heads: int) -> DistillSpec:
-        return DistillSpec.from_params(asdict(self), relation_heads)
-
-
-def _coerce(key: str, value, annotation: str):
-    if value is None or annotation == "str":
-        return value
-    try:
-        if key == "betas":
-            return tuple(number(b) for b in value)
-        if annotation.startswith("int"):
-            return number(value, int)
-        if annotation.startswith("float"):
-            return number(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be {'an integer' if annotation.startswith('int') else 'a number'}, "
-                         f"got {value!r}") from None
-    return value
-
-
 # -- distributed set-up -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Dist:
