@@ -10,7 +10,8 @@ stderr, exit 1, nothing written.
 import argparse
 import time
 
-from autodistil.io import load_params, param, run_main
+from autodistil.config import load, plain
+from autodistil.io import run_main
 
 
 def main() -> None:
@@ -19,34 +20,17 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args()
+    params = load(args.params)
 
-    params = load_params(args.params)
-    source = str(param(params, "teacher.source", source=args.params))
-    from autodistil.partition import partition_from_params, partition_metrics
+    from autodistil.partition import partition_from_params, partition_record
+    from autodistil.record import record, tracked
 
     t0 = time.perf_counter()
-    subs, doc = partition_from_params(params, source, args.params)
-    metrics = partition_metrics(doc, round(time.perf_counter() - t0, 3))
-
-    from autodistil.io import atomic_write_json
-    from autodistil.tracking import log_metrics, stage_run, write_metrics
-
-    logged = {"teacher": params.get("teacher", {}), "partition": params.get("partition")}
-    with stage_run("partition", logged, param(params, "mlflow.experiment", default="autodistil")) as run:
-        atomic_write_json(args.out, doc)
-        log_metrics({k: v for k, v in metrics.items() if k not in ("mode", "convention")})
-        write_metrics(args.metrics, metrics, run)
-        import mlflow
-
-        mlflow.log_dict(doc, "subspaces.json")
-    for name, d in doc["subspaces"].items():
-        print(f"partition: {name}: L{d['layers']} A{d['heads']} H{d['hidden']} R{d['mlp_ratio']}: "
-              f"{d['candidates']} candidates ({d['skipped']} skipped), "
-              f"{d['params_paper'][0] / 1e6:.2f}-{d['params_paper'][1] / 1e6:.2f} M params, "
-              f"{d['gflops_exact'][0]:.3f}-{d['gflops_exact'][1]:.3f} GFLOPs "
-              f"({100 * d['gflops_exact_frac'][0]:.1f}-{100 * d['gflops_exact_frac'][1]:.1f} % of the teacher's)")
-    print(f"partition: {doc['mode']}, {doc['convention']}, K={len(subs)}, teacher {source}, "
-          f"{metrics['seconds']} s")
+    _, doc = partition_from_params(params, args.params)  # every check, before anything is tracked or written
+    seconds = time.perf_counter() - t0
+    logged = {"teacher": plain(params.teacher), "partition": plain(params.partition)}
+    with tracked("partition", params, logged) as run:
+        record(run, partition_record(doc, seconds, args.out, args.metrics))
 
 
 if __name__ == "__main__":

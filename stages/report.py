@@ -22,9 +22,8 @@ metrics/export/<student>.json). Writes
 import argparse
 from pathlib import Path
 
-from autodistil.io import InputError, atomic_path, atomic_write_text, load_params, param, run_main
-from autodistil.report import (collect, common_protocol, glue_avg_csv, load_candidates, load_latencies, markdown,
-                               summarise)
+from autodistil.config import load
+from autodistil.io import run_main
 
 
 def main() -> None:
@@ -39,43 +38,17 @@ def main() -> None:
     ap.add_argument("--exports", required=True, help="the export stages' metrics (<student>.json: latency)")
     ap.add_argument("--teacher", required=True, help="the teacher stage's metrics (latency)")
     args = ap.parse_args()
+    params = load(args.params)
 
-    params = load_params(args.params)
-    src = args.params
-    models = param(params, "finetune.models", source=src)
-    tasks = param(params, "prepare_glue.tasks", source=src)
-    if not isinstance(models, list) or not models or not isinstance(tasks, list) or not tasks:
-        raise InputError(f"{src}: finetune.models and prepare_glue.tasks must be non-empty lists")
-    experiment = param(params, "mlflow.experiment", default="autodistil")
-    convention = param(params, "search.convention", default="exact", source=src)
-    subspaces = sorted(set((param(params, "search.students", default={}, source=src) or {}).values()))
-    candidates = load_candidates(subspaces, Path(args.search))
-    results = collect([str(m) for m in models], [str(t) for t in tasks], Path(args.results))
-    protocol = common_protocol(results, param(params, "prepare_glue.max_length", source=src), Path(args.results))
-    latencies = load_latencies(results, Path(args.exports), Path(args.teacher))
+    from autodistil.record import record, tracked
+    from autodistil.report import common_protocol, collect, report_job
 
-    import mlflow
-
-    from autodistil.plots import glue_vs_cost_png, pareto_png
-    from autodistil.tracking import log_metrics, stage_run, write_metrics
-
-    summary = summarise(results, tasks, latencies)
-    summary = {"tasks": tasks, "protocol": protocol, **summary}
-    with stage_run("report", {"finetune": protocol, "tasks": tasks}, experiment) as run:
-        for name, m in summary["models"].items():
-            log_metrics({"glue_avg": m["glue_avg"], **{t: s["score"] for t, s in m["scores"].items()}},
-                        prefix=f"{name}.")
-        text = markdown(summary, tasks, protocol)
-        atomic_write_text(args.plot, glue_avg_csv(summary))
-        atomic_write_text(args.markdown, text)
-        write_metrics(args.summary, summary, run)
-        mlflow.log_artifact(args.markdown)
-        for name, draw in (("glue_vs_cost.png", lambda f: glue_vs_cost_png(summary["models"], f, tasks)),
-                           ("pareto.png", lambda f: pareto_png(candidates, f, convention))):
-            with atomic_path(Path(args.pictures) / name) as tmp:
-                draw(tmp)
-            mlflow.log_artifact(str(Path(args.pictures) / name))
-    print(text)
+    # the results are read and checked before the run opens: a missing one is a one-line error, nothing tracked
+    results = collect(params.finetune.models, params.prepare_glue.tasks, Path(args.results))
+    protocol = common_protocol(results, params.prepare_glue.max_length, Path(args.results))
+    with tracked("report", params, {"finetune": protocol, "tasks": params.prepare_glue.tasks}) as run:
+        record(run, report_job(params, results, protocol, Path(args.search), Path(args.exports), Path(args.teacher),
+                               Path(args.summary), Path(args.markdown), Path(args.plot), Path(args.pictures)))
 
 
 if __name__ == "__main__":

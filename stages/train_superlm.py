@@ -7,36 +7,18 @@ Reads params.yaml (teacher.source, mlflow.experiment, superlm.*), partition/subs
 blocks (data/corpus). Writes models/superlm/<subspace>/ (the SuperLM), metrics/superlm/<subspace>.json
 (held-out relation loss of the largest, a middle and the smallest candidate before and after training)
 and plots/superlm/<subspace>.csv (the loss curve). Checkpoints go to checkpoints/superlm/<subspace>/<config hash>/:
-a re-run after an interruption resumes from the last one; a finished run removes it.
+a re-run after an interruption resumes from the last one; a finished run removes it. Rank 0's work inside the
+MLflow run is :func:`autodistil.superlm_job.train_and_report`; under DDP the other ranks train without a run.
 """
 
 import argparse
-import csv
-import hashlib
-import json
 import os
-import tempfile
 from pathlib import Path
 
 LAUNCHER = os.getppid()  # read before the package's slow imports, so a launcher that dies meanwhile is noticed
 
-from autodistil.io import atomic_path, load_params, param, run_main  # noqa: E402
-
-
-def data_fingerprint(corpus: Path) -> str:
-    """Identifies the training data, so that a checkpoint is never resumed on other blocks."""
-    h = hashlib.sha256((corpus / "meta.json").read_bytes())
-    h.update(str((corpus / "train.npy").stat().st_size).encode())
-    return h.hexdigest()[:16]
-
-
-def write_curve(path: Path, history: list[dict]) -> None:
-    keys = ["step", "loss_mean", "loss_largest", "loss_smallest", "lr", "grad_norm", "tokens_per_second", "mfu"]
-    keys = [k for k in keys if any(k in r for r in history)]
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
+from autodistil.config import load, plain  # noqa: E402
+from autodistil.io import run_main  # noqa: E402
 
 
 def main() -> None:
@@ -62,18 +44,13 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    params = load_params(args.params)
-    p = param(params, "superlm", source=args.params)
-    from autodistil.train import TrainConfig
-
-    cfg = TrainConfig.from_params(dict(p), f"{args.params}: superlm")
-    source = param(params, "teacher.source", source=args.params)
-    experiment = param(params, "mlflow.experiment", default="autodistil")
+    params = load(args.params)
+    cfg, source = params.superlm, params.teacher.source
 
     from autodistil.checkpoint import clear_checkpoints
-    from autodistil.compute import sampled_flops
     from autodistil.partition import load_subspace
-    from autodistil.superlm_job import SuperLMJob
+    from autodistil.record import record, tracked
+    from autodistil.superlm_job import SuperLMJob, data_fingerprint, train_and_report
 
     sub = load_subspace(args.subspaces, args.subspace)
     corpus = Path(args.corpus)
@@ -85,49 +62,13 @@ def run(args: argparse.Namespace) -> None:
         job.train(ckpt_dir)
         return
 
-    import mlflow
-
-    from autodistil.plots import loss_curve_png
-    from autodistil.tracking import log_step, stage_run, write_metrics
-
-    heldout_loss = job.heldout_report()
-    logged = {"teacher": {"source": source}, "superlm": p, "subspace": sub.to_dict(), "world_size": job.dist.world}
-    with stage_run(f"superlm@{args.subspace}", logged, experiment, tags={"subspace": args.subspace}) as run:
-        before = heldout_loss()
-        mlflow.log_metrics({f"heldout_before_{k}": v for k, v in before.items()})
-        result = job.train(ckpt_dir, log_step)
-        after = heldout_loss()
-        mlflow.log_metrics({f"heldout_after_{k}": v for k, v in after.items()})
-
-        with atomic_path(Path(args.out) / args.subspace, is_dir=True) as tmp:
-            job.save(tmp)
-        write_curve(Path(args.plots) / f"{args.subspace}.csv", result.history)
-        metrics = {
-            "subspace": args.subspace,
-            "candidates": len(job.candidates),
-            "probes": {k: a.name for k, a in job.probes.items()},
-            "heldout_loss_before": before,
-            "heldout_loss_after": after,
-            "steps": result.steps,
-            "resumed_from_step": result.resumed_from,
-            "tokens": result.steps * cfg.batch_size * job.blocks.shape[1],
-            # what the sampled sub-networks cost to train (forward + backward): the unit ablations hold equal
-            "train_flops": sampled_flops(job.sampler, result.steps, cfg.batch_size, job.blocks.shape[1],
-                                         cfg.hidden_weight > 0),
-            "train_seconds": round(result.seconds, 1),
-            "tokens_per_second": round(result.tokens_per_second, 1),
-            "world_size": job.dist.world,
-            "device": str(job.device),
-        }
-        write_metrics(Path(args.metrics) / f"{args.subspace}.json", metrics, run)
-        mlflow.log_artifact(str(Path(args.plots) / f"{args.subspace}.csv"))
-        with tempfile.TemporaryDirectory() as tmpdir:  # the curve as a picture, titled with its sub-space
-            png = Path(tmpdir) / f"superlm_{args.subspace}.png"
-            loss_curve_png(result.history, png, args.subspace, f"relation {cfg.loss}")
-            mlflow.log_artifact(str(png))
-    clear_checkpoints(result.checkpoint_dir)  # finished: the model is the output now
-    print(json.dumps({"heldout_loss_before": before, "heldout_loss_after": after,
-                      "tokens_per_second": metrics["tokens_per_second"]}))
+    logged = {"teacher": {"source": source}, "superlm": plain(cfg), "subspace": sub.to_dict(),
+              "world_size": job.dist.world}
+    with tracked(f"superlm@{args.subspace}", params, logged, tags={"subspace": args.subspace}) as run:
+        record(run, train_and_report(job, args.subspace, ckpt_dir, Path(args.out) / args.subspace,
+                                     Path(args.metrics) / f"{args.subspace}.json",
+                                     Path(args.plots) / f"{args.subspace}.csv"))
+    clear_checkpoints(job.result.checkpoint_dir)  # finished: the model is the output now
 
 
 if __name__ == "__main__":

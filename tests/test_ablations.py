@@ -16,7 +16,7 @@ from autodistil.io import InputError
 from autodistil.sampling import SubnetSampler
 from autodistil.space import Arch, TeacherDims
 from conftest import REPO
-from tiny import tiny_subspace, tiny_superlm, tiny_teacher
+from tiny import superlm_params, tiny_subspace, tiny_superlm, tiny_teacher
 
 MINILM = TeacherDims(layers=6, heads=12, hidden=384, ffn=1536)
 
@@ -49,10 +49,10 @@ def test_a_zero_budget_trains_nothing():
     from autodistil.train import TrainConfig
 
     base = {"batch_size": 4}
-    assert TrainConfig.from_params({**base, "max_steps": 0}).total_steps(16) == 0
-    assert TrainConfig.from_params({**base, "max_tokens": 0}).total_steps(16) == 0
+    assert superlm_params({**base, "max_steps": 0}).total_steps(16) == 0
+    assert superlm_params({**base, "max_tokens": 0}).total_steps(16) == 0
     with pytest.raises(InputError, match="gives 0 steps"):
-        TrainConfig.from_params({**base, "max_tokens": 10}).total_steps(16)
+        superlm_params({**base, "max_tokens": 10}).total_steps(16)
 
 
 # ------------------------------------------------------------------------------------------------- probes
@@ -350,7 +350,7 @@ def test_an_arm_with_a_misspelt_knob_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["plan", "--config", str(tmp_path / "a.yaml"), "--arms", "mse"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 1 and err[-1] == "error: arms.mse: search.critrion not in params.yaml (no stage reads it)"
+    assert e.value.code == 1 and "arms.mse: search: unknown key(s) critrion" in err[-1]
 
 
 def test_a_name_run_again_under_a_newer_commit_counts_once_and_unreached_probes_stop_the_report(tmp_path):

@@ -71,11 +71,11 @@ def test_profiles_are_checked_configs(profile):
 @pytest.mark.parametrize("section, key, value, says", [
     ("superlm", "lr", "fast", "params.yaml: superlm.lr: expected a number, got 'fast'"),
     ("superlm", "loss", "l1", "superlm.loss: expected one of kl, mse"),
-    ("superlm", "batch_size", 0, "superlm.batch_size: expected a finite number >= 1"),
+    ("superlm", "batch_size", 0, "superlm.batch_size: expected an integer >= 1"),
     ("superlm", "typo", 1, "superlm: unknown key(s) typo"),
     ("finetune", "group_by_length", "yes", "finetune.group_by_length: expected true or false"),
     ("finetune", "seeds", [1, 1], "finetune.seeds: expected a non-empty list of distinct integers"),
-    ("search", "latency", {"repeats": 0}, "search.latency.repeats: expected a finite number >= 1"),
+    ("search", "latency", {"repeats": 0}, "search.latency.repeats: expected an integer >= 1"),
     ("prepare_glue", "max_train_samples", {"default": -1}, "prepare_glue.max_train_samples.default: expected a count"),
     ("prepare_corpus", "workers", "many", "prepare_corpus.workers: expected an integer or one of auto"),
     ("partition", "band", {"floors": {"depth": 1}}, "partition.band.floors: unknown dimension(s) depth"),

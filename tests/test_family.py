@@ -124,8 +124,11 @@ def test_a_fixed_head_partition_of_another_family_is_refused_before_anything_tra
 
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["partition"]["convention"] = "fixed_head"
+    params["teacher"]["source"] = str(tmp_path / "roberta")
+    from autodistil.config import from_mapping
+
     with pytest.raises(InputError, match="fixed_head students are BERT models only; the teacher .* 'roberta' model"):
-        partition_from_params(params, str(tmp_path / "roberta"))
+        partition_from_params(from_mapping(params))
 
 
 def test_a_bert_superlm_config_is_written_and_read_as_before_families(tmp_path):

@@ -51,17 +51,23 @@ def model_dir(tmp_path_factory, tiny_tokenizer):
     return folder
 
 
-def test_config_from_params_checks_types_and_ranges():
-    cfg = FinetuneConfig.from_params({"lr": "5e-05", "warmup_ratio": 0.1, "group_by_length": True, "max_steps": None})
+def finetune_section(raw: dict):
+    from autodistil.config import FinetuneParams, check
+
+    return check(FinetuneParams, raw, "params.yaml: finetune")
+
+
+def test_finetune_section_checks_types_and_ranges():
+    cfg = finetune_section({"lr": "5e-05", "warmup_ratio": 0.1, "group_by_length": True, "max_steps": None})
     assert cfg.lr == 5e-5 and cfg.warmup_ratio == 0.1 and cfg.group_by_length and cfg.max_steps is None
     for bad, message in [({"lr": "fast"}, "finetune.lr: expected a number"),
                          ({"epochs": 1.5}, "finetune.epochs: expected an integer"),
                          ({"group_by_length": "yes"}, "expected true or false"),
-                         ({"warmup_ratio": 1.0}, "warmup_ratio in [0, 1)"),
-                         ({"lr": 0}, "must be positive"),
+                         ({"warmup_ratio": 1.0}, "a share of the steps in [0, 1)"),
+                         ({"lr": 0}, "finetune.lr: expected a finite number > 0"),
                          ({"learning_rate": 1e-4}, "unknown key(s) learning_rate")]:
         with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-            FinetuneConfig.from_params(bad)
+            finetune_section(bad)
 
 
 def test_length_grouped_batches_cover_every_example_once_with_less_padding():
@@ -223,15 +229,16 @@ def test_retention_is_the_share_of_the_teachers_gain_over_the_twin():
 def test_protocol_and_the_score_over_seeds():
     from autodistil.finetune import Protocol, over_seeds
 
-    protocol = Protocol.from_params({"lr": "4e-05", "epochs": 2, "seeds": [1, 2], "report": "last", "models": ["x"]})
+    protocol = Protocol.from_section(finetune_section({"lr": "4e-05", "epochs": 2, "seeds": [1, 2], "report": "last",
+                                                       "models": ["x"]}))
     assert protocol.config.lr == 4e-05 and protocol.seeds == (1, 2) and protocol.report == "last"
     assert protocol.to_dict()["seeds"] == [1, 2] and protocol.to_dict()["epochs"] == 2
-    for bad, message in [({"seeds": [1, 1]}, "finetune.seeds must be a non-empty list of distinct integers"),
-                         ({"report": "mean"}, "finetune.report must be one of"),
-                         ({"keep_weights": "yes"}, "finetune.keep_weights must be true or false"),
+    for bad, message in [({"seeds": [1, 1]}, "finetune.seeds: expected a non-empty list of distinct integers"),
+                         ({"report": "mean"}, "finetune.report: expected one of best, last"),
+                         ({"keep_weights": "yes"}, "finetune.keep_weights: expected true or false"),
                          ({"lr": "fast"}, "finetune.lr: expected a number, got 'fast'")]:
         with pytest.raises(InputError, match=message):
-            Protocol.from_params(bad)
+            finetune_section(bad)
     epochs = lambda a, b: [{"epoch": 1, "dev": {"accuracy": a}}, {"epoch": 2, "dev": {"accuracy": b}}]  # noqa: E731
     per_seed = [{"seed": 1, "epoch": 2, "score": 0.7, "epochs": epochs(0.6, 0.7)},
                 {"seed": 2, "epoch": 1, "score": 0.8, "epochs": epochs(0.8, 0.5)}]

@@ -312,12 +312,12 @@ def test_stage_explicit_paper_profile(tmp_path, mlflow_root):
 @pytest.mark.parametrize("change, message", [
     ({"names": ["base", "small"]}, "partition.names ['base', 'small'] does not match the sub-spaces produced"),
     ({"k": 1}, "set partition.names: ['all']"),
-    ({"mode": "manual"}, "partition.mode must be 'band', 'auto' or 'explicit'"),
-    ({"mode": "band", "band": {"bands": "wide"}}, "partition.band.bands must be null or a list"),
-    ({"k": 0}, "partition.k must be a positive integer"),
-    ({"auto": {"values": {"depth": 2}}}, "partition.auto.values has unknown dimensions"),
-    ({"auto": {"measure": "flops"}}, "partition.auto.measure must be one of"),
-    ({"mode": "explicit", "grids": {}}, "partition.grids must map"),
+    ({"mode": "manual"}, "partition.mode: expected one of band, auto, explicit, got 'manual'"),
+    ({"mode": "band", "band": {"bands": "wide"}}, "partition.band.bands: expected a list of lists of numbers or null"),
+    ({"k": 0}, "partition.k: expected an integer >= 1, got 0"),
+    ({"auto": {"values": {"depth": 2}}}, "partition.auto.values: unknown dimension(s) depth"),
+    ({"auto": {"measure": "flops"}}, "partition.auto.measure: expected one of"),
+    ({"mode": "explicit", "grids": {}}, "partition.grids: explicit mode needs each sub-space's grid"),
     ({"mode": "explicit", "k": 2, "names": ["a", "b"], "grids": {
         "a": {"layers": [5, 6], "heads": [8], "hidden": [128, 256], "mlp_ratio": [2]},
         "b": {"layers": [6], "heads": [8, 4], "hidden": [256], "mlp_ratio": [2, 3]}}}, "'a' and 'b' overlap"),
@@ -343,8 +343,9 @@ def test_stage_bad_input_one_line_exit_1_nothing_written(tmp_path, mlflow_root, 
 
 
 def test_stage_subprocess_bad_input_exit_1(tmp_path, mlflow_root):
-    r = _run(tmp_path, {k: v for k, v in AUTO.items() if k != "names"}, MINILM, mlflow_root)
-    assert r.returncode == 1 and r.stderr.strip() == "error: params.yaml: missing key 'partition.names'"
+    r = _run(tmp_path, {**AUTO, "names": "base"}, MINILM, mlflow_root)
+    assert r.returncode == 1 and r.stderr.strip() == ("error: params.yaml: partition.names: expected a list of strings, "
+                                                      "got 'base'")
     assert not (tmp_path / "partition").exists() and not (tmp_path / "metrics").exists()
 
 

@@ -12,15 +12,29 @@ from autodistil.cost import Vocab
 from autodistil.distill import DistillSpec, HeldOut
 from autodistil.export import build_student, export_student, superlm_hidden
 from autodistil.io import InputError
-from autodistil.latency import LatencyConfig, measure_latency
-from autodistil.search import (Budget, NoFitError, ProxyConfig, SearchConfig, check_feasible, choose_students, cost_row,
-                               load_superlm_and_teacher, mark_chosen, parse_budgets, sample_candidates,
-                               score_candidates, search_subspace, select, write_csv)
+from autodistil.latency import measure_latency
+from autodistil.config import BudgetLimits, LatencyConfig, SearchParams, check, from_mapping
+from autodistil.search import (Budget, NoFitError, ProxyConfig, SearchConfig, budgets_of, check_feasible, choose_students,
+                               cost_row, load_superlm_and_teacher, mark_chosen, sample_candidates, score_candidates,
+                               search_subspace, select, write_csv)
 from autodistil.space import Arch, SubSpace, TeacherDims
 from tiny import VOCAB, padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
 from stage_runner import dvc_path_args
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def budget(name: str, limits: dict, where: str = "params.yaml: search.budgets.sub") -> Budget:
+    return Budget.from_limits(name, check(BudgetLimits, limits, f"{where}.{name}"))
+
+
+def parse_budgets(budgets: dict, students: dict, subspaces=None) -> dict:
+    section = check(SearchParams, {"budgets": budgets, "students": students}, "params.yaml: search")
+    return budgets_of(section, subspaces if subspaces is not None else list(budgets))
+
+
+def search_config(params: dict, subspace: str, subspaces: list, glue_dir):
+    return SearchConfig.build(from_mapping(params), subspace, subspaces, glue_dir)
 
 
 def _rows(archs, losses):
@@ -114,13 +128,13 @@ def test_search_config_reads_and_checks_the_search_section(tmp_path):
     import yaml
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    cfg = SearchConfig.from_params(params, "tiny", ["base", "small", "tiny"], tmp_path)
+    cfg = search_config(params, "tiny", ["base", "small", "tiny"], tmp_path)
     assert set(cfg.budgets) == set(params["search"]["budgets"]["tiny"]) and cfg.proxy is None
     assert cfg.spec == DistillSpec(loss=params["superlm"]["loss"], hidden_weight=params["superlm"]["hidden_weight"])
     assert (cfg.eval_blocks, cfg.criterion, cfg.convention) == (
         params["search"]["eval_blocks"], params["search"]["criterion"], params["search"]["convention"])
     params["superlm"]["hidden_weight"] = "5e-01"  # DVC writes small floats back as strings
-    assert SearchConfig.from_params(params, "tiny", ["tiny", "base", "small"], tmp_path).spec.hidden_weight == 0.5
+    assert search_config(params, "tiny", ["tiny", "base", "small"], tmp_path).spec.hidden_weight == 0.5
     for key, value, message in [
         ("superlm.hidden_weight", "lots", "superlm.hidden_weight: expected a number, got 'lots'"),
         ("superlm.loss", "cosine", "superlm.loss: expected one of"),
@@ -131,9 +145,9 @@ def test_search_config_reads_and_checks_the_search_section(tmp_path):
         section, leaf = key.split(".")
         bad[section][leaf] = value
         with pytest.raises(InputError, match=message):
-            SearchConfig.from_params(bad, "tiny", ["base", "small", "tiny"], tmp_path)
+            search_config(bad, "tiny", ["base", "small", "tiny"], tmp_path)
     with pytest.raises(InputError, match="no budget for sub-space 'huge'"):
-        SearchConfig.from_params(params, "huge", ["base", "small", "tiny", "huge"], tmp_path)
+        search_config(params, "huge", ["base", "small", "tiny", "huge"], tmp_path)
 
 
 def test_no_fit_error_names_the_budget_and_the_cheapest_candidate():
@@ -155,13 +169,13 @@ def test_a_pinned_arch_is_chosen_whatever_its_loss_and_still_meets_the_limits():
     archs = [Arch(1, 2, 32, 48, 16), Arch(2, 2, 32, 64, 16), Arch(4, 4, 64, 128, 16)]
     rows = _rows(archs, [3.0, 2.0, 1.0])
     small, mid, big = rows
-    pin = Budget.from_params("s", {"arch": f" {small['arch']} ", "max_gflops": 1e9})
+    pin = budget("s", {"arch": f" {small['arch']} ", "max_gflops": 1e9})
     assert pin.arch == small["arch"] and pin.resolve({"params_paper": 1, "gflops_paper": 1}).arch == small["arch"]
     assert select(rows, pin) is small  # the worst loss, chosen
     assert pin.to_dict() == {"max_gflops": 1e9, "arch": small["arch"]} and small["arch"] in pin.describe()
     chosen, _ = choose_students(rows, {"s": pin, "free": Budget("free", max_gflops=1e9)}, "paper", "sub")
     assert chosen == {"s": small, "free": big}
-    alone = Budget.from_params("a", {"arch": mid["arch"]})  # a pin needs no limit
+    alone = budget("a", {"arch": mid["arch"]})  # a pin needs no limit
     assert select(rows, alone) is mid
     check_feasible(rows, alone)
     with pytest.raises(NoFitError, match=r"budget 'x': the pinned arch L9-A9-H9-F9 is not a candidate of sub-space 'sub'"):
@@ -173,8 +187,8 @@ def test_a_pinned_arch_is_chosen_whatever_its_loss_and_still_meets_the_limits():
         check_feasible(rows, too_big)
     with pytest.raises(NoFitError, match="no candidate fits"):
         select(rows, too_big)
-    with pytest.raises(InputError, match=r"budgets.s.arch: expected an architecture name"):
-        Budget.from_params("s", {"arch": 3}, "budgets")
+    with pytest.raises(InputError, match=r"budgets.s.arch: expected a string, got 3"):
+        budget("s", {"arch": 3}, "budgets")
 
 
 def test_sampling_above_the_limit_is_seeded_and_keeps_the_ends():
@@ -203,12 +217,12 @@ def test_budgets_params_are_checked():
         parse_budgets(budgets, {**students, "tiny": "small"})
     with pytest.raises(InputError, match="unique"):
         parse_budgets({"a": {"x": {"max_gflops": 1}}, "b": {"x": {"max_gflops": 1}}}, {"x": "a"})
-    with pytest.raises(InputError, match=r"budgets.small.s.max_gflops: expected a positive number, got -1"):
-        Budget.from_params("s", {"max_gflops": -1}, "budgets.small")
+    with pytest.raises(InputError, match=r"budgets.small.s.max_gflops: expected a finite number > 0, got -1"):
+        budget("s", {"max_gflops": -1}, "budgets.small")
     with pytest.raises(InputError, match="unknown key"):
-        Budget.from_params("s", {"max_flops": 1})
+        budget("s", {"max_flops": 1})
     with pytest.raises(InputError, match="at least one"):
-        Budget.from_params("s", {})
+        budget("s", {})
     with pytest.raises(InputError, match="no such sub-space"):
         parse_budgets({"huge": {"h": {"max_gflops": 1}}}, {"h": "huge"}, ["small"])
     with pytest.raises(InputError, match="reserved"):
@@ -219,17 +233,17 @@ def test_budgets_params_are_checked():
 
 def test_fraction_budgets_follow_the_teacher():
     teacher = {"params_exact": 20e6, "gflops_exact": 2.0, "params_paper": 22e6, "gflops_paper": 2.2}
-    b = Budget.from_params("b", {"max_gflops_frac": 0.5, "max_params": 8e6})
+    b = budget("b", {"max_gflops_frac": 0.5, "max_params": 8e6})
     assert b.resolve(teacher, "exact").max_gflops == pytest.approx(1.0)
     assert b.resolve(teacher, "paper").max_gflops == pytest.approx(1.1)
     assert b.resolve(teacher, "exact").max_params == 8e6  # absolute limits stay
-    both = Budget.from_params("c", {"max_gflops": 0.8, "max_gflops_frac": 0.5, "max_params_frac": 0.25})
+    both = budget("c", {"max_gflops": 0.8, "max_gflops_frac": 0.5, "max_params_frac": 0.25})
     r = both.resolve(teacher, "exact")
     assert r.max_gflops == 0.8 and r.max_params == pytest.approx(5e6)  # the tighter limit wins
     row = {"params_exact": 4e6, "gflops_exact": 0.79}
     assert r.fits_static(row, "exact") and not r.fits_static({**row, "gflops_exact": 0.81}, "exact")
-    with pytest.raises(InputError, match="max_gflops_frac: expected a positive number"):
-        Budget.from_params("s", {"max_gflops_frac": 0})
+    with pytest.raises(InputError, match="max_gflops_frac: expected a finite number > 0"):
+        budget("s", {"max_gflops_frac": 0})
 
 
 def test_latency_is_measured_with_warmup_and_repeats():
@@ -242,9 +256,9 @@ def test_latency_is_measured_with_warmup_and_repeats():
 
 
 def test_latency_device_is_checked_and_the_model_goes_back_home():
-    with pytest.raises(InputError, match=r"search.latency.device: expected one of \('auto', 'cpu', 'cuda'\), got 'tpu'"):
-        LatencyConfig.from_params({"device": "tpu"})
-    assert LatencyConfig.from_params({}).device == "cpu"  # the deployment target unless asked otherwise
+    with pytest.raises(InputError, match=r"search.latency.device: expected one of auto, cpu, cuda, got 'tpu'"):
+        check(LatencyConfig, {"device": "tpu"}, "params.yaml: search.latency")
+    assert check(LatencyConfig, {}, "params.yaml: search.latency").device == "cpu"  # the deployment target
 
 
 @pytest.mark.gpu
@@ -299,7 +313,7 @@ def test_search_subspace_scores_chooses_and_measures_latency_only_where_needed(t
     archs = sub.candidates(dims)[::4]
     blocks = np.random.default_rng(0).integers(1, VOCAB, (4, 16))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    cfg = dataclasses.replace(SearchConfig.from_params(params, "tiny", ["base", "small", "tiny"], tmp_path),
+    cfg = dataclasses.replace(search_config(params, "tiny", ["base", "small", "tiny"], tmp_path),
                               batch_size=2, seq_len=16, latency=LatencyConfig(seq_len=16, warmup=0, repeats=1))
     vocab = Vocab(VOCAB, 64, 2)
     cheap = sorted(cost_row(a, 16, 4, vocab)["gflops_exact"] for a in archs)[2]

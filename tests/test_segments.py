@@ -7,7 +7,7 @@ import torch
 from autodistil.io import InputError
 from autodistil.segments import as_pairs, pair_splits
 from autodistil.train import TrainConfig, train_superlm
-from tiny import training_blocks, training_setup
+from tiny import superlm_params, training_blocks, training_setup
 
 
 def test_a_pair_is_the_block_cut_in_two_at_its_split_with_the_blocks_own_separator():
@@ -80,8 +80,8 @@ def test_pairs_are_the_same_whatever_the_micro_batch(tmp_path):
 
 
 def test_an_unknown_segments_value_is_named():
-    with pytest.raises(InputError, match=r"superlm.segments: expected one of \('single', 'pairs'\), got 'triples'"):
-        TrainConfig.from_params({"max_steps": 1, "segments": "triples"})
+    with pytest.raises(InputError, match="superlm.segments: expected one of single, pairs, got 'triples'"):
+        superlm_params({"max_steps": 1, "segments": "triples"})
 
 
 def test_pairs_are_refused_before_training_for_short_blocks_or_a_teacher_with_one_token_type(tmp_path):

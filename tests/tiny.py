@@ -133,3 +133,10 @@ def stop_after_checkpoints(n: int) -> None:
             raise StopTraining
 
     dist.barrier = barrier
+
+
+def superlm_params(raw: dict):
+    """The ``superlm`` section ``raw`` checked as params.yaml's is (a step budget unless ``raw`` sets tokens)."""
+    from autodistil.config import TrainConfig, check
+
+    return check(TrainConfig, {"max_tokens": None, **raw}, "params.yaml: superlm")

@@ -68,7 +68,8 @@ def _value(v: Any, tp: Any, meta: Mapping, where: str) -> Any:
                 above is not None and not out > above) or (isinstance(out, float) and not math.isfinite(out)):
             bounds = " and ".join(s for s in (f">= {low}" if low is not None else "", f"> {above}" if above is not None
                                               else "", f"<= {high}" if high is not None else "") if s)
-            raise InputError(f"{where}: expected a finite number {bounds}, got {v!r}")
+            kind = "an integer" if isinstance(out, int) else "a finite number"
+            raise InputError(f"{where}: expected {kind} {bounds}, got {v!r}")
     return out
 
 
@@ -123,18 +124,20 @@ def _typed(v: Any, tp: Any, where: str) -> Any:
     return v  # Any
 
 
-def describe(tp: Any) -> str:
-    """A type in words, for error messages."""
+def describe(tp: Any, plural: bool = False) -> str:
+    """A type in words, for error messages (``plural``: "integers" for "an integer")."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else describe(a) for a in args)
+        return " or ".join("null" if a is type(None) else describe(a, plural) for a in args)
     if origin is Literal:
         return "one of " + ", ".join(map(str, args))
     if origin in (list, tuple):
-        return f"a list of {describe(args[0])}s" if args else "a list"
+        return ("lists" if plural else "a list") + (f" of {describe(args[0], True)}" if args else "")
     if origin is dict:
-        return f"a mapping to {describe(args[1])}s"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+        return ("mappings" if plural else "a mapping") + f" to {describe(args[1], True)}"
+    words = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans"),
+             str: ("a string", "strings")}
+    return words[tp][plural] if tp in words else str(tp)
 
 
 def _bands(bands: Bands, where: str) -> None:
@@ -282,6 +285,28 @@ class LaunchParams:
 
 
 @dataclass(frozen=True)
+class DistillSpec:
+    """Which layers are distilled, with which loss terms.
+
+    The objective is ``relation + hidden_weight * hidden``: the self-attention relation loss of the paper
+    and, as an option, the mean squared error between the student's output hidden state at the distilled
+    layer and the teacher's on the same (importance-ordered, leading) channels, as in TinyBERT and the
+    authors' code (their lambda_2). No projection is needed: a sliced student's residual channels are the
+    teacher's own.
+    """
+
+    loss: str = "kl"  # kl (paper) | mse (authors' code)
+    teacher_layer: int = -1
+    student_layer: int = -1
+    relation_heads: int = 12
+    hidden_weight: float = 0.0
+
+    @property
+    def uses_hidden(self) -> bool:
+        return self.hidden_weight > 0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The ``superlm`` section: SuperLM training (params.yaml documents each key)."""
 
@@ -331,10 +356,8 @@ class TrainConfig:
                              f"{self.batch_size} x {seq_len} tokens)")
         return int(steps)
 
-    def spec(self, relation_heads: int):
-        """The distillation objective (:class:`autodistil.distill.DistillSpec`) of this training."""
-        from .distill import DistillSpec
-
+    def spec(self, relation_heads: int) -> "DistillSpec":
+        """The distillation objective of this training."""
         return DistillSpec(self.loss, self.teacher_layer, self.student_layer, relation_heads, self.hidden_weight)
 
 

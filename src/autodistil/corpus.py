@@ -14,6 +14,9 @@ At scale (billions of tokens): ``workers`` processes tokenise chunks of document
 splits and packs them in document order, so the output is byte for byte the same for any number of workers;
 blocks are written into the ``.npy`` files as they fill (:func:`write_blocks`), so memory stays a small constant
 whatever the output size.
+
+:func:`prepare_corpus` is the prepare_corpus stage's work: params.yaml's source, budgets and later needs in,
+the blocks and the stage's :class:`autodistil.record.Record` out.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import Params
 from .io import InputError, atomic_path
 
 SPLITS = ("train", "heldout")
@@ -488,3 +492,53 @@ def load_blocks(directory: str | os.PathLike, split: str = "train") -> np.ndarra
 
 def load_meta(directory: str | os.PathLike) -> dict:
     return json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------------------- the stage
+def later_needs(params: Params) -> dict[str, Need]:
+    """The held-out blocks later stages take (``search.eval_blocks``, ``superlm.eval_blocks``,
+    ``probes.eval_blocks``; the largest ask is named), so that a corpus too small for them fails here rather than
+    after the SuperLMs trained. (The train split has no such floor: a batch larger than the corpus reads it more
+    than once, and the importance calibration takes what there is.)"""
+    asks = [Need(params.search.eval_blocks, "search.eval_blocks"),
+            Need(params.superlm.eval_blocks, "superlm.eval_blocks"),
+            Need(params.probes.eval_blocks, "probes.eval_blocks")]
+    return {"heldout": max(asks, key=lambda n: n.blocks)}
+
+
+def prepare_corpus(params: Params, out_dir: str | os.PathLike, metrics_path: str | os.PathLike):
+    """The prepare_corpus stage's work: the documents of ``prepare_corpus.source`` (or of ``prepare_corpus.hub``
+    when it names a dataset), tokenised by the teacher's tokenizer into ``out_dir`` (:func:`write_blocks`, sized
+    for :func:`later_needs`), and their stats as a :class:`autodistil.record.Record`."""
+    from .record import Record
+    from .teacher import load_tokenizer
+
+    p, hub, teacher = params.prepare_corpus, params.prepare_corpus.hub, params.teacher.source
+    workers = resolve_workers(p.workers)
+    if hub.dataset:
+        source = hub.dataset + (f":{hub.config}" if hub.config else "")
+        docs = iter_hub_documents(hub.dataset, hub.config, hub.split, hub.text_field)
+    else:
+        source = str(p.source)
+        docs = iter_local_documents(source)
+    tokenizer = load_tokenizer(teacher)
+
+    t0 = time.perf_counter()
+    st = write_blocks(docs, tokenizer, out_dir, meta={"source": source, "tokenizer": teacher},
+                      needs=later_needs(params), seq_len=p.seq_len, train_tokens=p.train_tokens,
+                      heldout_blocks=p.heldout_blocks, heldout_fraction=p.heldout_fraction, seed=p.seed,
+                      workers=workers, source=source)
+    seconds = round(time.perf_counter() - t0, 2)
+    metrics = {
+        "source": source,
+        **st,
+        "workers": workers,
+        "seconds": seconds,
+        "tokens_per_second": round((st["train"]["document_tokens"] + st["heldout"]["document_tokens"])
+                                   / max(seconds, 1e-9)),
+    }
+    logged = {k: v for k, v in metrics.items() if k not in ("source", "dtype")}
+    return Record(metrics, metrics_path, logged={"": logged},
+                  summary=f"prepare_corpus: train {st['train']['blocks']} blocks ({st['train']['documents']} "
+                          f"documents), held-out {st['heldout']['blocks']} blocks ({st['heldout']['documents']} "
+                          f"documents), {st['documents_scanned']} documents scanned, {seconds} s")

@@ -6,12 +6,12 @@ loss of many candidates against teacher projections computed once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .config import DistillSpec  # noqa: F401  (the objective, described by params.yaml's superlm section)
 from .device import mixed_precision
 from .relations import relation_loss, teacher_relations
 from .space import Arch
@@ -20,28 +20,6 @@ from .teacher import TeacherTargets, teacher_targets
 
 
 CRITERIA = ("relation", "hidden", "distill")
-
-
-@dataclass(frozen=True)
-class DistillSpec:
-    """Which layers are distilled, with which loss terms.
-
-    The objective is ``relation + hidden_weight * hidden``: the self-attention relation loss of the paper
-    and, as an option, the mean squared error between the student's output hidden state at the distilled
-    layer and the teacher's on the same (importance-ordered, leading) channels, as in TinyBERT and the
-    authors' code (their lambda_2). No projection is needed: a sliced student's residual channels are the
-    teacher's own.
-    """
-
-    loss: str = "kl"  # kl (paper) | mse (authors' code)
-    teacher_layer: int = -1
-    student_layer: int = -1
-    relation_heads: int = 12
-    hidden_weight: float = 0.0
-
-    @property
-    def uses_hidden(self) -> bool:
-        return self.hidden_weight > 0
 
 
 def blocks_to_batch(blocks: np.ndarray, device, splits: np.ndarray | None = None, family=None

@@ -191,3 +191,51 @@ def snapshot_teacher(params: Params, out_dir: str | Path, metrics_path: str | Pa
                   summary={"teacher": source, "arch": arch.name,
                            "gflops_paper": round(record["costs"]["gflops_paper"], 4),
                            "latency_ms": round(latency["latency_ms"], 2), "seconds": round(time.perf_counter() - t0, 1)})
+
+
+def check_fits(superlm_dir: str | Path, arch: Arch, subspace: str) -> None:
+    """Refuse (:class:`autodistil.io.InputError`) a chosen ``arch`` that the SuperLM of ``superlm_dir`` does not
+    hold, as its superlm.json states (no weights are loaded): the search ran on another SuperLM."""
+    from .io import InputError
+    from .superlm import SuperLMConfig
+
+    config = SuperLMConfig.from_dict(json.loads((Path(superlm_dir) / "superlm.json").read_text()))
+    if not config.envelope.contains(arch):
+        raise InputError(f"{superlm_dir}: {arch.name} (from metrics/search/{subspace}.json) does not fit this SuperLM; "
+                         f"re-run `dvc repro search@{subspace}`")
+
+
+def export_job(params: Params, student: str, subspace: str, search: dict, runs: dict, superlm_dir: str | Path,
+               out: str | Path, metrics_path: str | Path):
+    """The export stage's work: ``student``, chosen by the search of ``subspace`` (``search``: its metrics JSON),
+    cut from the SuperLM of ``superlm_dir`` into ``out/<student>`` (weights, the teacher's tokenizer,
+    ``autodistil.json``) with its random-init twin ``out/random-<student>``, and its latency measured on the
+    exported model (``search.latency``); the latency and ``runs`` (the SuperLM and search runs) as a
+    :class:`autodistil.record.Record`. What changes from one export to the next stays out of the folders."""
+    import time
+
+    from .latency import measure_latency
+    from .record import Record
+    from .teacher import load_tokenizer
+
+    t0, source = time.perf_counter(), params.teacher.source
+    chosen = search["students"][student]
+    arch = Arch.from_dict(chosen["arch"])
+    superlm = SuperLM.load(superlm_dir).eval()
+    info = {"kind": "student", "student": student, "subspace": subspace, "budget": chosen["budget"],
+            "budget_convention": search.get("convention"), "heldout_loss": chosen["loss"],
+            **({"proxy": chosen["proxy"]} if "proxy" in chosen else {}),
+            **search.get("provenance", {})}
+    student_dir = Path(out) / student
+    export_student(superlm, arch, student_dir, load_tokenizer(source), info, search.get("seq_len", 128))
+    export_random_baseline(student_dir, Path(out) / f"random-{student}")
+    record = read_info(student_dir)
+    # latency of the model users will load: the same class and weights as the exported folder
+    latency = measure_latency(build_student(superlm, arch), params.search.latency)
+    logged = {"latency_ms": latency["latency_ms"], "heldout_loss": chosen["loss"], **record["costs"],
+              "seconds": time.perf_counter() - t0}
+    return Record({"student": student, "subspace": subspace, "arch": arch.name, "latency_ms": latency["latency_ms"],
+                   "latency": latency, **runs}, metrics_path, logged={"": logged},
+                  summary={"student": student, "arch": arch.name, "latency_ms": round(latency["latency_ms"], 2),
+                           "gflops_paper": round(record["costs"]["gflops_paper"], 4),
+                           "seconds": round(time.perf_counter() - t0, 1)})

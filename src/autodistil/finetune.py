@@ -6,7 +6,8 @@ MSE for STS-B), AdamW
 without decay on biases and LayerNorm, linear warm-up then linear decay, evaluation on every dev split after
 each epoch (MNLI: matched and mismatched). The result keeps every epoch, the best one by the task's main
 metric on the first dev split, and the last one: which of the two a report quotes is the caller's choice.
-Used briefly by the search's task-proxy re-rank and in full by the finetune@<model>-<task> stage.
+Used briefly by the search's task-proxy re-rank and in full by the finetune@<model>-<task> stage, whose work is
+:func:`finetune_model`: the protocol's seeds, the score over them, the kept classifier.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from .config import FinetuneParams
 from .device import mixed_precision, resolve_device
+from .io import atomic_path
 
 REPORTED_EPOCHS = ("best", "last")
 LOSS_READ_EVERY = 50  # training steps between reads of their losses (one device-to-host sync each)
@@ -266,3 +268,59 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
             clf.load_state_dict(best_state)
         result["model"] = clf.cpu().eval()
     return result
+
+
+def finetune_model(protocol: Protocol, model: str, task: str, model_dir: Path, task_dir: Path, info: dict,
+                   out_root: str | Path, metrics_root: str | Path, progress: bool = True):
+    """The finetune@<model>-<task> stage's work: the model folder ``model_dir`` (``info``: its autodistil.json)
+    fine-tuned on ``task_dir`` once per seed of ``protocol``, each step's loss and each epoch's dev metrics logged
+    to the active MLflow run as ``seed<seed>.<metric>``; the first seed's classifier saved to
+    ``<out_root>/<model>/<task>/`` when the protocol keeps weights (else a note there); the score over the seeds,
+    every dev metric and each seed's epochs as a :class:`autodistil.record.Record` for
+    ``<metrics_root>/<model>/<task>.json``."""
+    import dataclasses
+
+    from .record import Record
+    from .tracking import log_step
+
+    kind = info.get("kind", "student")
+    t0 = time.perf_counter()
+    per_seed, kept = [], None
+    for i, seed in enumerate(protocol.seeds):
+        res = finetune(model_dir, task_dir, dataclasses.replace(protocol.config, seed=seed),
+                       log=lambda m, step, seed=seed: log_step({f"seed{seed}.{k}": v for k, v in m.items()}, step),
+                       random_init=kind == "random",
+                       keep=protocol.report if protocol.keep_weights and i == 0 else None,
+                       progress=progress, desc=f"{model} {task} seed {seed}")
+        kept = res.pop("model", kept)
+        chosen = res[protocol.report]
+        per_seed.append({"seed": seed, "epoch": chosen["epoch"],
+                         "score": chosen[res["main_split"]][res["main_metric"]], "best_epoch": res["best_epoch"],
+                         "epochs": res["epochs"], "steps": res["steps"], "seconds": round(res["seconds"], 2)})
+    main, splits = res["main_metric"], res["dev_splits"]
+    score, dev = over_seeds(per_seed, splits)
+    metrics = {
+        "model": model, "kind": kind, "task": task, "main_metric": main,
+        "main_split": splits[0], "report": protocol.report, "seeds": list(protocol.seeds),
+        "score": score["mean"], "score_std": score["std"], "dev": dev,
+        "arch": info.get("arch"), "costs": info.get("costs"),
+        "params_module": info.get("params_module"),
+        **({"student": info["student"]} if kind == "random" else {}),
+        "protocol": {**protocol.to_dict(), "train_examples": res["train_examples"]},
+        "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 2),
+    }
+    with atomic_path(Path(out_root) / model / task, is_dir=True) as tmp:
+        if kept is not None:
+            kept.save_pretrained(tmp)
+            from transformers import AutoTokenizer
+
+            AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
+        else:
+            (tmp / "README.md").write_text(
+                f"Weights of finetune@{model}-{task} are not kept (finetune.keep_weights: false); "
+                f"the scores are in {metrics_root}/{model}/{task}.json.\n")
+    return Record(metrics, Path(metrics_root) / model / f"{task}.json",
+                  logged={"": {"score": score["mean"], "score_std": score["std"], "seconds": metrics["seconds"],
+                               **dev}},
+                  summary={"model": model, "task": task, main: round(score["mean"], 4), "std": round(score["std"], 4),
+                           "report": protocol.report, "seconds": metrics["seconds"]})

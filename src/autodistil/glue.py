@@ -7,7 +7,8 @@ casing. Label ids follow the hub dataset ``nyu-mll/glue`` (e.g. MNLI: entailment
 contradiction 2), so TSV and hub sources give identical labels.
 
 Splits written: ``train`` and the task's dev splits (``dev``; MNLI: ``dev_matched`` and ``dev_mismatched``).
-Test splits are not prepared (GLUE test labels are hidden).
+Test splits are not prepared (GLUE test labels are hidden). :func:`prepare_glue` is the prepare_glue@<task>
+stage's work once the task's splits are read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import Params
 from .io import InputError, atomic_path
 
 HUB_DATASET = "nyu-mll/glue"
@@ -366,6 +368,34 @@ def prepare_task(
         datasets.DatasetDict(dsd).save_to_disk(str(tmp))
         (tmp / SPEC_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return stats
+
+
+def prepare_glue(params: Params, spec: TaskSpec, splits: dict[str, list[Example]], out_dir: str | os.PathLike,
+                 metrics_path: str | os.PathLike, started: float):
+    """The prepare_glue@<task> stage's work once ``splits`` are read (and so checked): capped, tokenised by the
+    teacher's tokenizer and saved into ``out_dir`` (:func:`prepare_task`, as ``prepare_glue`` of ``params``
+    says), and the per-split stats as a :class:`autodistil.record.Record`; ``started`` (``time.perf_counter``
+    when the stage began reading the splits) starts its ``seconds``."""
+    import time
+
+    from .record import Record
+    from .teacher import load_tokenizer
+
+    p, teacher = params.prepare_glue, params.teacher.source
+    tokenizer = load_tokenizer(teacher)
+    stats = prepare_task(
+        spec, splits, tokenizer, out_dir,
+        max_length=p.max_length,
+        max_train_samples=p.cap("max_train_samples", spec.name),
+        max_eval_samples=p.cap("max_eval_samples", spec.name),
+        seed=p.seed,
+        extra_meta={"source": p.hub or p.source, "tokenizer": teacher},
+    )
+    metrics = {"task": spec.name, "source": p.hub or p.source, "num_labels": spec.num_labels,
+               **stats, "seconds": round(time.perf_counter() - started, 2)}
+    counts = ", ".join(f"{k} {v['examples']}" for k, v in stats.items())
+    return Record(metrics, metrics_path, logged={"": {k: v for k, v in metrics.items() if k not in ("task", "source")}},
+                  summary=f"prepare_glue {spec.name}: {counts} examples ({metrics['seconds']} s)")
 
 
 def load_glue(directory: str | os.PathLike):

@@ -17,11 +17,13 @@ bands), evenly spread by exact GFLOPs. Each probe is scored with the SuperLM of 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from .config import Params
 from .space import Arch, Envelope, TeacherDims
 
 
@@ -139,3 +141,82 @@ def summarise(rows: Sequence[dict]) -> dict:
 
     bands = list(dict.fromkeys(r["band"] for r in rows))
     return {"all": means(rows), "by_band": {b: means([r for r in rows if r["band"] == b]) for b in bands}}
+
+
+# ------------------------------------------------------------------------------------------ the stage
+@dataclasses.dataclass
+class ProbesPlan:
+    """The probes stage as params.yaml asks for it, every input checked and no weights loaded yet."""
+
+    params: Params
+    subspaces: dict  # name -> autodistil.space.SubSpace: the partition, one trained SuperLM each
+    dims: TeacherDims  # the teacher the partition was made for
+    probes: list[Probe]
+    blocks: object  # the held-out blocks scored (probes.eval_blocks of them)
+    superlm: Path  # models/superlm: <subspace>/superlm.pt each
+    partition: str = "partition/subspaces.json"
+
+    @property
+    def logged(self) -> dict:
+        """The MLflow params of the probes run."""
+        from .config import plain
+
+        return {"teacher": {"source": self.params.teacher.source}, "probes": plain(self.params.probes)}
+
+
+def plan_probes(params: Params, subspaces: str, superlm: str | Path, corpus: str | Path,
+                src: str = "params.yaml") -> ProbesPlan:
+    """The probe set of params' ``probes`` section for the teacher of the partition file ``subspaces`` (the teacher
+    and the section only, whatever the partition), every sub-space's trained SuperLM in ``superlm`` and enough
+    held-out blocks in ``corpus``, checked before anything heavy runs; a problem is an :class:`InputError`."""
+    from .corpus import load_blocks
+    from .io import InputError
+    from .partition import load_subspaces, load_teacher_shape
+    from .space import SearchSpaceError
+
+    p = params.probes
+    subs = load_subspaces(subspaces)
+    dims, _ = load_teacher_shape(subspaces)
+    try:  # the probe set: the teacher and this section only, whatever the partition
+        probes = probe_set(dims, p.bands, p.per_band, p.floors, p.convention, p.seq_len)
+    except (SearchSpaceError, ValueError, TypeError) as e:
+        raise InputError(f"{src}: probes: {e}") from None
+    missing = [n for n in subs if not (Path(superlm) / n / "superlm.pt").is_file()]
+    if missing:
+        raise InputError(f"{superlm}: no trained SuperLM for {', '.join(missing)} (run `dvc repro superlm`)")
+    blocks = load_blocks(corpus, "heldout")
+    if len(blocks) < p.eval_blocks:
+        raise InputError(f"{corpus}/heldout.npy has {len(blocks)} blocks, probes.eval_blocks asks for "
+                         f"{p.eval_blocks}")
+    return ProbesPlan(params, subs, dims, probes, blocks[:p.eval_blocks], Path(superlm), str(subspaces))
+
+
+def probes_job(plan: ProbesPlan, metrics_path: str | Path):
+    """The probes stage's work: each probe scored with the SuperLM of its home sub-space (:func:`home_subspace`)
+    by its held-out relation loss (KL, the same yardstick for every arm) and its CKA to the teacher; every probe
+    and the means over all probes and per band as a :class:`autodistil.record.Record`."""
+    import time
+
+    from .device import resolve_device
+    from .distill import DistillSpec, HeldOut
+    from .record import Record
+    from .search import load_superlm_and_teacher
+
+    t0 = time.perf_counter()
+    p, source = plan.params.probes, plan.params.teacher.source
+    device = resolve_device(p.device)
+    candidates = {n: set(sub.candidates(plan.dims)) for n, sub in plan.subspaces.items()}  # each SuperLM's envelope
+    homes = {pr.name: home_subspace(pr.arch, candidates) for pr in plan.probes}
+    scorers = {}
+    for name in sorted({h for h in homes.values() if h is not None}):
+        superlm, teacher = load_superlm_and_teacher(plan.superlm / name, source, plan.dims, [], device, plan.partition)
+        spec = DistillSpec(loss="kl", relation_heads=superlm.config.relation_heads)  # the same yardstick for all
+        scorers[name] = (superlm, HeldOut(teacher, plan.blocks, spec, p.batch_size, device))
+    rows = score_probes(plan.probes, scorers, homes)
+    summary = summarise(rows)
+    metrics = {"probes": rows, **summary, "heldout_blocks": len(plan.blocks), "seconds": round(time.perf_counter() - t0, 1)}
+    logged = {"": {"relation": summary["all"]["relation"], "cka": summary["all"]["cka"]},
+              **{f"{band}.": {"relation": m["relation"], "cka": m["cka"]} for band, m in summary["by_band"].items()}}
+    return Record(metrics, metrics_path, logged=logged,
+                  summary={"relation": summary["all"]["relation"], "cka": summary["all"]["cka"],
+                           "by_band": {b: {k: m[k] for k in ("relation", "cka")} for b, m in summary["by_band"].items()}})

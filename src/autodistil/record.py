@@ -25,7 +25,7 @@ class Record:
     ``metrics`` goes to ``path`` (JSON, with the MLflow run id added) and, unless ``logged`` says otherwise, its
     numeric leaves to the run; ``logged`` maps a metric prefix (``""`` for none) to the dict logged under it.
     ``artifacts`` are files attached as they are; ``figures`` are drawn (``draw(png_path)``) into a temporary
-    folder and attached under their name. ``summary`` is printed as one JSON line.
+    folder and attached under their name. ``summary`` is printed: a mapping as one JSON line, text as it is.
     """
 
     metrics: dict
@@ -33,7 +33,7 @@ class Record:
     logged: Mapping[str, Mapping] | None = None
     artifacts: list[Path | str] = field(default_factory=list)
     figures: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
-    summary: Mapping | None = None
+    summary: Mapping | str | None = None
 
 
 @contextmanager
@@ -63,4 +63,4 @@ def record(run: Any, rec: Record) -> None:
                 draw(Path(tmp) / name)
                 mlflow.log_artifact(str(Path(tmp) / name))
     if rec.summary is not None:
-        print(json.dumps(rec.summary))
+        print(rec.summary if isinstance(rec.summary, str) else json.dumps(rec.summary))

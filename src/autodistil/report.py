@@ -199,3 +199,31 @@ def glue_avg_csv(summary: dict) -> str:
         writer.writerow([name, m["kind"], None if m["params_exact"] is None else round(m["params_exact"] / 1e6, 3),
                          m["gflops_exact"], round(m["glue_avg"], 3)])
     return rows.getvalue()
+
+
+def report_job(params, results: dict, protocol: dict, search_dir: Path, exports: Path, teacher: Path,
+               summary_path: Path, markdown_path: Path, plot_path: Path, pictures: Path):
+    """The report stage's work: the ``results`` (:func:`collect`) of every model of ``finetune.models`` on every
+    task of ``prepare_glue.tasks``, run with ``protocol`` (:func:`common_protocol`), side by side
+    (``summary_path`` JSON, ``markdown_path`` table, ``plot_path`` CSV for `dvc plots`, ``glue_vs_cost.png`` and
+    ``pareto.png`` in ``pictures``), as a :class:`autodistil.record.Record`."""
+    from .io import atomic_path, atomic_write_text
+    from .plots import glue_vs_cost_png, pareto_png
+    from .record import Record
+
+    tasks = params.prepare_glue.tasks
+    candidates = load_candidates(sorted(set(params.search.students.values())), Path(search_dir))
+    latencies = load_latencies(results, Path(exports), Path(teacher))
+    summary = {"tasks": tasks, "protocol": protocol, **summarise(results, tasks, latencies)}
+    text = markdown(summary, tasks, protocol)
+    atomic_write_text(plot_path, glue_avg_csv(summary))
+    atomic_write_text(markdown_path, text)
+    drawn = {"glue_vs_cost.png": lambda f: glue_vs_cost_png(summary["models"], f, tasks),
+             "pareto.png": lambda f: pareto_png(candidates, f, params.search.convention)}
+    for name, draw in drawn.items():
+        with atomic_path(Path(pictures) / name) as tmp:
+            draw(tmp)
+    logged = {f"{name}.": {"glue_avg": m["glue_avg"], **{t: s["score"] for t, s in m["scores"].items()}}
+              for name, m in summary["models"].items()}
+    return Record(summary, summary_path, logged=logged, summary=text,
+                  artifacts=[markdown_path, *(Path(pictures) / name for name in drawn)])

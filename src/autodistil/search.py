@@ -470,3 +470,143 @@ def search_subspace(superlm, teacher, blocks, archs: Sequence[Arch], budgets: Ma
               "proxy_seconds": round(proxy_seconds, 2), "heldout_blocks": len(blocks),
               "threads": torch.get_num_threads()}
     return SearchOutcome(rows, students, spec, timing)
+
+
+# ------------------------------------------------------------------------------------------ the stage
+def file_hash(*paths: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of the files' bytes, one after the other."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        with Path(p).open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class SearchPlan:
+    """One sub-space's search as params.yaml asks for it, every input checked and no weights loaded yet."""
+
+    params: Params
+    subspace: str
+    cfg: SearchConfig
+    dims: Any  # autodistil.space.TeacherDims: the teacher the partition was made for
+    vocab: Vocab
+    candidates: int  # the sub-space's candidates, before any sampling
+    archs: list[Arch]  # the candidates scored: the sample, and the pinned students
+    sampled: bool
+    budgets: dict[str, Budget]  # fractions resolved into limits
+    teacher_row: dict  # the teacher's :func:`cost_row`
+    superlm_dir: Path
+    corpus: Path
+    blocks: Any  # the held-out blocks scored (search.eval_blocks of them)
+    relation_heads: int  # the SuperLM's, as its superlm.json states them
+    partition: str = "partition/subspaces.json"
+
+    @property
+    def logged(self) -> dict:
+        """The MLflow params of the search run."""
+        from .config import plain
+
+        return {"teacher": {"source": self.params.teacher.source}, "search": plain(self.params.search),
+                "superlm_loss": vars(self.cfg.spec) | {"relation_heads": self.relation_heads}}
+
+
+def plan_search(params: Params, subspace: str, subspaces: str, superlm: str | Path, corpus: str | Path,
+                glue: str | Path, src: str = "params.yaml") -> SearchPlan:
+    """The search of ``subspace`` (a sub-space of the partition file ``subspaces``), checked before anything heavy
+    runs or anything is written: its budgets against the candidates' costs, the trained SuperLM in ``superlm``
+    (its candidates fit its envelope) and the held-out blocks of ``corpus``; a problem is an :class:`InputError`."""
+    import json
+
+    from .corpus import load_blocks
+    from .partition import load_subspace, load_subspaces, load_teacher_shape
+    from .space import SearchSpaceError
+    from .superlm import SuperLMConfig
+
+    sub = load_subspace(subspaces, subspace)
+    cfg = SearchConfig.build(params, subspace, load_subspaces(subspaces), Path(glue), src)
+    # budgets on params / GFLOPs are checked against the grid before anything heavy runs
+    dims, vocab = load_teacher_shape(subspaces)
+    try:
+        all_candidates = sub.candidates(dims)
+    except SearchSpaceError as e:
+        raise InputError(f"{subspaces}: {e}") from None
+    archs, sampled = sample_candidates(all_candidates, cfg.max_candidates, cfg.seed)
+    pinned = {b.arch for b in cfg.budgets.values() if b.arch} - {a.name for a in archs}
+    archs += [a for a in all_candidates if a.name in pinned]  # a pinned student is scored even outside the sample
+    cost_rows = [cost_row(a, cfg.seq_len, dims.heads, vocab) for a in archs]
+    teacher_row = cost_row(dims.as_arch(), cfg.seq_len, dims.heads, vocab)
+    budgets = {name: b.resolve(teacher_row, cfg.convention) for name, b in cfg.budgets.items()}  # fractions -> limits
+    for budget in budgets.values():
+        check_feasible(cost_rows, budget, cfg.convention, subspace)
+
+    superlm_dir = Path(superlm) / subspace
+    if not (superlm_dir / "superlm.pt").is_file():
+        raise InputError(f"{superlm_dir}: no trained SuperLM (run `dvc repro superlm@{subspace}`)")
+    corpus = Path(corpus)
+    if not (corpus / "heldout.npy").is_file():
+        raise InputError(f"{corpus}/heldout.npy: not found (run the prepare_corpus stage)")
+    blocks = load_blocks(corpus, "heldout")
+    if len(blocks) < cfg.eval_blocks:
+        raise InputError(f"{corpus}/heldout.npy has {len(blocks)} blocks, search.eval_blocks asks for {cfg.eval_blocks}")
+    trained = SuperLMConfig.from_dict(json.loads((superlm_dir / "superlm.json").read_text()))  # no weights
+    for a in archs:  # as load_superlm_and_teacher checks them, before the run opens
+        if not trained.envelope.contains(a):
+            raise InputError(f"{superlm_dir}: candidate {a.name} does not fit the SuperLM (was it trained on "
+                             f"another partition? re-run superlm@{superlm_dir.name})")
+    return SearchPlan(params, subspace, cfg, dims, vocab, len(all_candidates), archs, sampled, budgets, teacher_row,
+                      superlm_dir, corpus, blocks[:cfg.eval_blocks], trained.relation_heads, str(subspaces))
+
+
+def search_job(plan: SearchPlan, metrics_dir: str | Path, log: Callable[[dict, int], None] | None = None,
+               progress: bool = True):
+    """The search stage's work: the SuperLM of ``plan`` and its teacher loaded, every candidate scored and one
+    student chosen per budget (:func:`search_subspace`, ``log`` gets each candidate's loss), ``<subspace>.csv``
+    written to ``metrics_dir``; ``<subspace>.json`` (the chosen students, read by export@<student>, their
+    provenance and the timings), the CSV and the loss-vs-GFLOPs scatter as a :class:`autodistil.record.Record`."""
+    from .device import resolve_device
+    from .plots import pareto_png
+    from .record import Record
+
+    t_start = time.perf_counter()
+    cfg, sub, source = plan.cfg, plan.subspace, plan.params.teacher.source
+    device = resolve_device(cfg.device)
+    superlm, teacher = load_superlm_and_teacher(plan.superlm_dir, source, plan.dims, plan.archs, device,
+                                                plan.partition)
+    hashes = {"superlm_sha256": file_hash(plan.superlm_dir / "superlm.pt"),
+              "heldout_sha256": file_hash(plan.corpus / "heldout.npy", plan.corpus / "meta.json"),
+              "train_data": superlm.config.provenance.get("data")}
+    found = search_subspace(superlm, teacher, plan.blocks, plan.archs, plan.budgets, cfg, sub, plan.dims.heads,
+                            plan.vocab, device, log=log, progress=progress)
+    csv_path = Path(metrics_dir) / f"{sub}.csv"
+    write_csv(csv_path, found.rows, sub)
+    metrics = {
+        "subspace": sub,
+        "candidates": plan.candidates,
+        "candidates_scored": len(found.rows),
+        "sampled": plan.sampled,
+        "convention": cfg.convention,
+        "criterion": cfg.criterion,
+        "teacher_costs": {k: plan.teacher_row[k] for k in ("params_paper", "gflops_paper", "params_exact",
+                                                           "gflops_exact")},
+        "seq_len": cfg.seq_len,
+        "students": found.students,  # read by export@<student>, with the provenance below
+        "provenance": {"teacher": source, "distill": vars(found.spec), "heldout_blocks": cfg.eval_blocks,
+                       "sampled": plan.sampled, **hashes},
+        "best_loss": min(r["loss"] for r in found.rows),
+        "timing": {"wall_seconds": round(time.perf_counter() - t_start, 2), **found.timing},
+    }
+    logged = {"": {k: v for k, v in metrics.items() if k != "students"},
+              **{f"{name}.": {"loss": st["loss"], **st["costs"]} for name, st in found.students.items()}}
+    summary = {"subspace": sub, "wall_seconds": metrics["timing"]["wall_seconds"],
+               "seconds_per_candidate": metrics["timing"]["seconds_per_candidate"],
+               "students": {n: {"arch": s["arch_name"], "loss": round(s["loss"], 4),
+                                "gflops_paper": round(s["costs"]["gflops_paper"], 4)}
+                            for n, s in found.students.items()}}
+    draw = {f"search_{sub}.png": lambda png: pareto_png({sub: found.rows}, png, cfg.convention,
+                                                        f"held-out {cfg.criterion} loss")}
+    return Record(metrics, Path(metrics_dir) / f"{sub}.json", logged=logged, artifacts=[csv_path], figures=draw,
+                  summary=summary)

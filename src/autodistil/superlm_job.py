@@ -1,10 +1,12 @@
 """One SuperLM training job, as the superlm@<subspace> stage runs it: the teacher, the SuperLM sliced from it
 for one sub-space, the corpus blocks, the sub-network sampler and the probes whose held-out loss is reported
 before and after training. Under torchrun every rank builds the same job (the teacher's importance order is
-rank 0's) and trains its shard; only rank 0 evaluates and writes."""
+rank 0's) and trains its shard; only rank 0 evaluates and writes (:func:`train_and_report`, the stage's work)."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,12 +17,19 @@ from torch import nn
 
 from .family import family_of_config
 from .importance import ORDER_FILE, Importance, Order
-from .io import InputError
+from .io import InputError, atomic_path
 from .sampling import SubnetSampler
 from .space import Arch, SearchSpaceError, SubSpace, TeacherDims
 from .superlm import SuperLM
 from .train import (Dist, TrainConfig, TrainResult, heldout_report, init_distributed, pick_device, probe_candidates,
                     superlm_from_teacher, train_superlm)
+
+
+def data_fingerprint(corpus: Path) -> str:
+    """Identifies the training data, so that a checkpoint is never resumed on other blocks."""
+    h = hashlib.sha256((corpus / "meta.json").read_bytes())
+    h.update(str((corpus / "train.npy").stat().st_size).encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -37,6 +46,7 @@ class SuperLMJob:
     importance: Importance | None
     dist: Dist
     device: torch.device
+    result: TrainResult | None = None  # set by train(): its checkpoint folder is cleared once the run is recorded
 
     @classmethod
     def build(cls, cfg: TrainConfig, source: str, sub: SubSpace, corpus: Path, provenance: dict,
@@ -76,8 +86,9 @@ class SuperLMJob:
 
     def train(self, checkpoint_dir: Path, log: Callable[[dict, int], None] | None = None) -> TrainResult:
         order = {"teacher_order": self.order.digest()} if self.order is not None else None
-        return train_superlm(self.superlm, self.teacher, self.blocks, self.sampler, self.cfg, checkpoint_dir,
-                             self.dist, self.device, log, extra_config=order)
+        self.result = train_superlm(self.superlm, self.teacher, self.blocks, self.sampler, self.cfg, checkpoint_dir,
+                                    self.dist, self.device, log, extra_config=order)
+        return self.result
 
     def heldout_report(self) -> Callable[[], dict[str, float]]:
         """A function giving the probes' held-out relation loss; the teacher's targets are computed once, here."""
@@ -93,3 +104,63 @@ class SuperLMJob:
         self.superlm.to("cpu").save(folder)
         if self.order is not None:
             torch.save({**self.order.to_dict(), "importance": vars(self.importance)}, Path(folder) / ORDER_FILE)
+
+
+def write_curve(path: Path, history: list[dict]) -> None:
+    """The loss curve (one row per logged step) as CSV, atomically."""
+    keys = ["step", "loss_mean", "loss_largest", "loss_smallest", "lr", "grad_norm", "tokens_per_second", "mfu"]
+    keys = [k for k in keys if any(k in r for r in history)]
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def train_and_report(job: SuperLMJob, subspace: str, checkpoint_dir: Path, out_dir: Path, metrics_path: Path,
+                     curve_path: Path):
+    """Rank 0's part of the superlm@<subspace> stage, inside its MLflow run: the probes' held-out relation loss
+    before training (logged as ``heldout_before_<probe>``), the training (each logged step to the run; checkpoints
+    under ``checkpoint_dir``), the held-out loss after (``heldout_after_<probe>``), the SuperLM saved to
+    ``out_dir`` and the loss curve to ``curve_path`` (CSV); the metrics, the curve and its picture as a
+    :class:`autodistil.record.Record`. The checkpoints stay: the caller clears ``job.result.checkpoint_dir`` once
+    the run is recorded."""
+    import mlflow
+
+    from .compute import sampled_flops
+    from .plots import loss_curve_png
+    from .record import Record
+    from .tracking import log_step
+
+    cfg = job.cfg
+    heldout_loss = job.heldout_report()
+    before = heldout_loss()
+    mlflow.log_metrics({f"heldout_before_{k}": v for k, v in before.items()})
+    result = job.train(checkpoint_dir, log_step)
+    after = heldout_loss()
+    mlflow.log_metrics({f"heldout_after_{k}": v for k, v in after.items()})
+
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        job.save(tmp)
+    write_curve(curve_path, result.history)
+    metrics = {
+        "subspace": subspace,
+        "candidates": len(job.candidates),
+        "probes": {k: a.name for k, a in job.probes.items()},
+        "heldout_loss_before": before,
+        "heldout_loss_after": after,
+        "steps": result.steps,
+        "resumed_from_step": result.resumed_from,
+        "tokens": result.steps * cfg.batch_size * job.blocks.shape[1],
+        # what the sampled sub-networks cost to train (forward + backward): the unit ablations hold equal
+        "train_flops": sampled_flops(job.sampler, result.steps, cfg.batch_size, job.blocks.shape[1],
+                                     cfg.hidden_weight > 0),
+        "train_seconds": round(result.seconds, 1),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "world_size": job.dist.world,
+        "device": str(job.device),
+    }
+    return Record(metrics, metrics_path, logged={}, artifacts=[curve_path],
+                  figures={f"superlm_{subspace}.png":  # the curve as a picture, titled with its sub-space
+                           lambda png: loss_curve_png(result.history, png, subspace, f"relation {cfg.loss}")},
+                  summary={"heldout_loss_before": before, "heldout_loss_after": after,
+                           "tokens_per_second": metrics["tokens_per_second"]})

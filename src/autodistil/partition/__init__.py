@@ -40,7 +40,7 @@ from .auto import DEFAULT_VALUES, PREFER, auto_partition
 from .band import BAND_BANDS, band_partition
 from .checks import check_grid_bounds, make_subspace, skipped_pairs, unused_values, validate
 from .document import (describe, load_subspace, load_subspaces, load_teacher_shape, partition_metrics,
-                       subspaces_document, teacher_summary)
+                       partition_record, subspaces_document, teacher_summary)
 from .explicit import explicit_partition
 from .from_params import partition_from_params, teacher_shape
 from .lattice import (DEFAULT_FLOORS, DEFAULT_NAMES, DIMS, MEASURES, PAPER_BANDS, Lattice, canonical_ratio,
@@ -50,6 +50,6 @@ __all__ = [
     "BAND_BANDS", "DEFAULT_FLOORS", "DEFAULT_NAMES", "DEFAULT_VALUES", "DIMS", "MEASURES", "PAPER_BANDS", "PREFER",
     "Lattice", "auto_partition", "band_partition", "canonical_ratio", "check_grid_bounds", "default_bands",
     "default_names", "describe", "explicit_partition", "load_subspace", "load_subspaces", "load_teacher_shape",
-    "make_subspace", "measure_of", "partition_from_params", "partition_metrics", "skipped_pairs",
+    "make_subspace", "measure_of", "partition_from_params", "partition_metrics", "partition_record", "skipped_pairs",
     "subspaces_document", "teacher_lattice", "teacher_shape", "teacher_summary", "unused_values", "validate",
 ]

@@ -143,3 +143,23 @@ def partition_metrics(doc: Mapping, seconds: float) -> dict:
         "candidates_total": sum(d["candidates"] for d in doc["subspaces"].values()),
         "seconds": seconds,
     }
+
+
+def partition_record(doc: Mapping, seconds: float, out: str | Path, metrics_path: str | Path):
+    """The partition stage's work once the sub-spaces are made: ``doc`` written to ``out`` (subspaces.json), and
+    its metrics (:func:`partition_metrics`) and one line per sub-space as a :class:`autodistil.record.Record`."""
+    from ..io import atomic_write_json
+    from ..record import Record
+
+    atomic_write_json(out, doc)
+    metrics = partition_metrics(doc, round(seconds, 3))
+    lines = [f"partition: {name}: L{d['layers']} A{d['heads']} H{d['hidden']} R{d['mlp_ratio']}: "
+             f"{d['candidates']} candidates ({d['skipped']} skipped), "
+             f"{d['params_paper'][0] / 1e6:.2f}-{d['params_paper'][1] / 1e6:.2f} M params, "
+             f"{d['gflops_exact'][0]:.3f}-{d['gflops_exact'][1]:.3f} GFLOPs "
+             f"({100 * d['gflops_exact_frac'][0]:.1f}-{100 * d['gflops_exact_frac'][1]:.1f} % of the teacher's)"
+             for name, d in doc["subspaces"].items()]
+    lines.append(f"partition: {doc['mode']}, {doc['convention']}, K={len(doc['subspaces'])}, teacher "
+                 f"{doc['teacher']['source']}, {metrics['seconds']} s")
+    return Record(metrics, metrics_path, logged={"": {k: v for k, v in metrics.items() if k not in ("mode", "convention")}},
+                  artifacts=[out], summary="\n".join(lines))
