@@ -21,7 +21,10 @@ byte-identical whenever the weights are, so re-exporting the same student re-run
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load
 from autodistil.io import InputError, run_main

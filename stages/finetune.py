@@ -18,7 +18,10 @@ The work is :func:`autodistil.finetune.finetune_model`; this script checks the i
 """
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load
 from autodistil.io import InputError, run_main

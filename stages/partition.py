@@ -9,6 +9,10 @@ stderr, exit 1, nothing written.
 
 import argparse
 import time
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load, plain
 from autodistil.io import run_main

@@ -9,6 +9,10 @@ Bad input, or a corpus too small for the later stages: one line on stderr, exit 
 """
 
 import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load, plain
 from autodistil.io import run_main

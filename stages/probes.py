@@ -10,6 +10,10 @@ metrics/probes.json (every probe, the means over all probes and per band) and an
 """
 
 import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load
 from autodistil.io import run_main

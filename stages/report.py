@@ -20,7 +20,10 @@ metrics/export/<student>.json). Writes
 """
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load
 from autodistil.io import run_main

@@ -2,10 +2,11 @@
 
     python stages/search.py <subspace> <paths>     (the paths: as dvc.yaml's cmd passes them)
 
-Reads params.yaml (teacher.source, mlflow.experiment, superlm.{loss,teacher_layer,student_layer},
-search.*), models/superlm/<subspace>/, partition/subspaces.json and the held-out corpus blocks
-(data/corpus). Scores every candidate (or a seeded sample above search.max_candidates) by its held-out
-relation-distillation loss, picks one student per budget of search.budgets.<subspace>, and writes
+Reads params.yaml (teacher.source, mlflow.experiment, superlm.{loss,teacher_layer,student_layer,hidden_weight},
+search.*), models/superlm/<subspace>/, partition/subspaces.json, the held-out corpus blocks (data/corpus) and,
+with search.proxy, its GLUE task (data/glue). Scores every candidate (or a seeded sample above
+search.max_candidates) by its held-out relation-distillation loss, picks one student per budget of
+search.budgets.<subspace>, and writes
 
 - metrics/search/<subspace>.csv    every scored candidate (the Pareto plot of dvc.yaml draws it);
 - metrics/search/<subspace>.json   each chosen student's arch, costs, loss (latency where a budget measured it),
@@ -15,6 +16,10 @@ relation-distillation loss, picks one student per budget of search.budgets.<subs
 """
 
 import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load
 from autodistil.io import run_main

@@ -11,6 +11,10 @@ teacher is byte-identical and re-runs no fine-tuning job).
 """
 
 import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load
 from autodistil.io import run_main

@@ -13,9 +13,12 @@ MLflow run is :func:`autodistil.superlm_job.train_and_report`; under DDP the oth
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 LAUNCHER = os.getppid()  # read before the package's slow imports, so a launcher that dies meanwhile is noticed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load, plain  # noqa: E402
 from autodistil.io import run_main  # noqa: E402

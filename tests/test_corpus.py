@@ -306,7 +306,8 @@ def write_params(cwd: Path, tokenizer_dir: Path, later: dict | None = None, **ov
 def test_stage_end_to_end_with_mlflow_run(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypatch, capsys):
     write_corpus(tmp_path / "raw", make_docs(400))
     write_params(tmp_path, tiny_tokenizer_dir, workers=2,
-                 later={"search": {"eval_blocks": 5}, "superlm": {"eval_blocks": 4, "batch_size": 30}})
+                 later={"search": {"eval_blocks": 5}, "superlm": {"eval_blocks": 4, "batch_size": 30},
+                        "probes": {"eval_blocks": 4}})
     code, err = run_stage(tmp_path, monkeypatch, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "metrics/corpus.json").read_text())
@@ -338,23 +339,24 @@ def test_stage_empty_corpus_one_line_exit_1_nothing_written(tmp_path, tiny_token
     assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
 
 
-def test_stage_missing_param_key(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypatch, capsys):
+def test_stage_bad_param_type(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypatch, capsys):
     write_corpus(tmp_path / "raw", make_docs(10))
     write_params(tmp_path, tiny_tokenizer_dir)
     import yaml
 
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    del params["prepare_corpus"]["seq_len"]
+    params["prepare_corpus"]["seq_len"] = "long"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     code, err = run_stage(tmp_path, monkeypatch, capsys)
-    assert code == 1 and err.strip() == "error: params.yaml: missing key 'prepare_corpus.seq_len'"
+    assert code == 1 and err.strip() == "error: params.yaml: prepare_corpus.seq_len: expected an integer, got 'long'"
     assert not (tmp_path / "data").exists()
 
 
 # the held-out blocks later stages take, from params: the largest ask is named; a corpus or budget that falls short
 # fails here, in one line, writing nothing (the train split has no floor: see stages/prepare_corpus.py)
 LATER = {"search": {"eval_blocks": 64}, "superlm": {"eval_blocks": 128, "batch_size": 16, "calibration_blocks": 64,
-                                                   "init_order": "importance", "depth_rule": "ends"}}
+                                                   "init_order": "importance", "depth_rule": "ends"},
+         "probes": {"eval_blocks": 32}}  # a section left out asks for its default
 
 
 @pytest.mark.parametrize("overrides,later,message", [
@@ -385,7 +387,7 @@ def test_stage_bad_workers(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypatc
     write_params(tmp_path, tiny_tokenizer_dir, workers="many")
     code, err = run_stage(tmp_path, monkeypatch, capsys)
     assert code == 1 and err.strip() == (
-        "error: params.yaml: prepare_corpus.workers must be a positive integer or 'auto', got 'many'")
+        "error: params.yaml: prepare_corpus.workers: expected an integer or one of auto, got 'many'")
     assert not (tmp_path / "data").exists()
 
 

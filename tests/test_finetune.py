@@ -190,8 +190,8 @@ def test_keep_weights_saves_the_reported_classifier(tmp_path, task_dir, model_di
 
 @pytest.mark.parametrize("args, edit, message", [
     (["t", "SST-2"], {}, "finetune.models does not list 't'"),
-    (["s", "SST-2"], {"seeds": []}, "finetune.seeds must be a non-empty list"),
-    (["s", "SST-2"], {"report": "mean"}, "finetune.report must be one of"),
+    (["s", "SST-2"], {"seeds": []}, "finetune.seeds: expected a non-empty list"),
+    (["s", "SST-2"], {"report": "mean"}, "finetune.report: expected one of"),
     (["s", "CoLA"], {}, "not a prepared GLUE task (run `dvc repro prepare_glue@CoLA`)"),
 ])
 def test_finetune_bad_input_is_one_line_and_writes_nothing(tmp_path, task_dir, model_dir, mlflow_root, monkeypatch,

@@ -408,7 +408,7 @@ def test_stage_caps_per_task(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypa
     assert json.loads((tmp_path / "metrics/prepare_glue/SST-2.json").read_text())["train"]["examples"] == 3
     write_params(tmp_path, tiny_tokenizer_dir, max_train_samples={"default": "x"})
     code, err = run_stage(tmp_path, "SST-2", monkeypatch=monkeypatch, capsys=capsys)
-    assert code == 1 and "prepare_glue.max_train_samples: 'default' must be an integer or null" in err
+    assert code == 1 and "prepare_glue.max_train_samples.default: expected an integer or null, got 'x'" in err
 
 
 @pytest.mark.parametrize("case", ["bad_label", "unknown_task"])

@@ -187,7 +187,7 @@ def test_a_pinned_arch_is_chosen_whatever_its_loss_and_still_meets_the_limits():
         check_feasible(rows, too_big)
     with pytest.raises(NoFitError, match="no candidate fits"):
         select(rows, too_big)
-    with pytest.raises(InputError, match=r"budgets.s.arch: expected a string, got 3"):
+    with pytest.raises(InputError, match=r"budgets.s.arch: expected a string or null, got 3"):
         budget("s", {"arch": 3}, "budgets")
 
 
@@ -370,11 +370,11 @@ def test_csv_has_every_candidate_and_the_chosen_flag(scored, tmp_path):
     (lambda p: p["search"]["budgets"]["tiny"]["tiny"].update(max_gflops=1e-9),
      "budget 'tiny' of sub-space 'tiny': no candidate fits"),
     (lambda p: p["search"]["students"].pop("small"),
-     "search.students must map every student of search.budgets to its sub-space"),
+     "search.students must map every student of the budgets to its sub-space"),
     (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_flops": 1}), "unknown key(s) max_flops"),
     (lambda p: p["search"]["budgets"]["tiny"].update(tiny={"max_gflops_frac": 1e-6}),
      "budget 'tiny' of sub-space 'tiny': no candidate fits (exact convention)"),
-    (lambda p: p["search"].update(criterion="accuracy"), "search.criterion must be one of"),
+    (lambda p: p["search"].update(criterion="accuracy"), "search.criterion: expected one of"),
     (lambda p: p["search"]["budgets"]["tiny"]["tiny"].update(arch="L6-A12-H384-F1536"),
      "budget 'tiny': the pinned arch L6-A12-H384-F1536 is not a candidate of sub-space 'tiny'"),
 ])

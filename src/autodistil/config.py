@@ -87,7 +87,13 @@ def _typed(v: Any, tp: Any, where: str) -> Any:
         try:
             return _typed(v, options[-1], where)
         except InputError:
-            raise InputError(f"{where}: expected {describe(tp)}, got {v!r}") from None
+            pass
+        for option in options:  # a mapping or a list: the error of the option of that shape names the inner key
+            shaped = typing.get_origin(option) or option
+            if (isinstance(v, Mapping) and (shaped is dict or dataclasses.is_dataclass(shaped))) or (
+                    isinstance(v, (list, tuple)) and shaped in (list, tuple)):
+                return _typed(v, option, where)
+        raise InputError(f"{where}: expected {describe(tp)}, got {v!r}")
     if origin is Literal:
         if v not in args:
             raise InputError(f"{where}: expected one of {', '.join(map(str, args))}, got {v!r}")
@@ -444,7 +450,7 @@ class SearchParams:
                                      f"{seen[name]!r} and {sub!r}; names must be unique")
                 seen[name] = sub
         if self.students != seen:
-            raise InputError(f"{where}.students must map every student of {where}.budgets to its sub-space: "
+            raise InputError(f"{where}.students must map every student of the budgets to its sub-space: "
                              f"expected {seen}, got {self.students}")
 
 

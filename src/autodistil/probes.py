@@ -214,9 +214,10 @@ def probes_job(plan: ProbesPlan, metrics_path: str | Path):
         scorers[name] = (superlm, HeldOut(teacher, plan.blocks, spec, p.batch_size, device))
     rows = score_probes(plan.probes, scorers, homes)
     summary = summarise(rows)
-    metrics = {"probes": rows, **summary, "heldout_blocks": len(plan.blocks), "seconds": round(time.perf_counter() - t0, 1)}
+    metrics = {"probes": rows, **summary, "heldout_blocks": len(plan.blocks),
+               "seconds": round(time.perf_counter() - t0, 1)}
     logged = {"": {"relation": summary["all"]["relation"], "cka": summary["all"]["cka"]},
               **{f"{band}.": {"relation": m["relation"], "cka": m["cka"]} for band, m in summary["by_band"].items()}}
-    return Record(metrics, metrics_path, logged=logged,
-                  summary={"relation": summary["all"]["relation"], "cka": summary["all"]["cka"],
-                           "by_band": {b: {k: m[k] for k in ("relation", "cka")} for b, m in summary["by_band"].items()}})
+    by_band = {b: {k: m[k] for k in ("relation", "cka")} for b, m in summary["by_band"].items()}
+    return Record(metrics, metrics_path, logged=logged, summary={"relation": summary["all"]["relation"],
+                                                                 "cka": summary["all"]["cka"], "by_band": by_band})

@@ -212,7 +212,8 @@ def report_job(params, results: dict, protocol: dict, search_dir: Path, exports:
     from .record import Record
 
     tasks = params.prepare_glue.tasks
-    candidates = load_candidates(sorted(set(params.search.students.values())), Path(search_dir))
+    students = params.search.students  # the Pareto picture: the sub-spaces of the students reported
+    candidates = load_candidates(sorted({students[m] for m in params.finetune.models if m in students}), Path(search_dir))
     latencies = load_latencies(results, Path(exports), Path(teacher))
     summary = {"tasks": tasks, "protocol": protocol, **summarise(results, tasks, latencies)}
     text = markdown(summary, tasks, protocol)

@@ -68,7 +68,7 @@ class Budget:
     @classmethod
     def from_limits(cls, name: str, limits: BudgetLimits) -> "Budget":
         """A budget of params.yaml's checked ``search.budgets``."""
-        return cls(name=name, **dataclasses.asdict(limits))
+        return cls(name=name, **{**dataclasses.asdict(limits), "arch": limits.arch.strip() if limits.arch else None})
 
     @property
     def needs_latency(self) -> bool:
@@ -551,7 +551,8 @@ def plan_search(params: Params, subspace: str, subspaces: str, superlm: str | Pa
         raise InputError(f"{corpus}/heldout.npy: not found (run the prepare_corpus stage)")
     blocks = load_blocks(corpus, "heldout")
     if len(blocks) < cfg.eval_blocks:
-        raise InputError(f"{corpus}/heldout.npy has {len(blocks)} blocks, search.eval_blocks asks for {cfg.eval_blocks}")
+        raise InputError(f"{corpus}/heldout.npy has {len(blocks)} blocks, search.eval_blocks asks for "
+                         f"{cfg.eval_blocks}")
     trained = SuperLMConfig.from_dict(json.loads((superlm_dir / "superlm.json").read_text()))  # no weights
     for a in archs:  # as load_superlm_and_teacher checks them, before the run opens
         if not trained.envelope.contains(a):
