@@ -52,7 +52,8 @@ from autodistil.partition import load_subspaces
 from autodistil.space import Envelope, TeacherDims
 from autodistil.superlm import SuperLM, SuperLMConfig
 from autodistil.relations import teacher_relations
-from autodistil.teacher import load_teacher, teacher_targets
+from autodistil.targets import teacher_targets
+from autodistil.teacher import load_teacher
 from autodistil.sampling import SubnetSampler
 from autodistil.train import TrainConfig, make_optimizer
 

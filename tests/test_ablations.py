@@ -46,7 +46,6 @@ def test_training_flops_are_six_macs_per_token_and_count_the_whole_last_layer_on
 
 
 def test_a_zero_budget_trains_nothing():
-    from autodistil.train import TrainConfig
 
     base = {"batch_size": 4}
     assert superlm_params({**base, "max_steps": 0}).total_steps(16) == 0

@@ -11,7 +11,7 @@ import torch
 from autodistil.export import export_student, read_info, superlm_hidden
 from autodistil.importance import Order, apply_order, measure_importance
 from autodistil.space import Arch, TeacherDims
-from autodistil.teacher import teacher_qkv
+from autodistil.targets import teacher_qkv
 from tiny import padded_batch, tiny_family_teacher, tiny_subspace, tiny_superlm, tiny_teacher, training_blocks
 
 TOL = 1e-5
@@ -136,7 +136,7 @@ def test_a_bert_superlm_config_is_written_and_read_as_before_families(tmp_path):
     written before they existed loads as BERT."""
     import json
 
-    from autodistil.superlm import SuperLM, SuperLMConfig
+    from autodistil.superlm import SuperLMConfig
 
     superlm = tiny_superlm(tiny_teacher(), tiny_subspace())
     d = superlm.config.to_dict()

@@ -11,7 +11,7 @@ import torch
 from autodistil.distill import DistillSpec, blocks_to_batch, student_loss
 from autodistil.export import build_student, superlm_hidden
 from autodistil.space import Arch
-from autodistil.teacher import teacher_targets
+from autodistil.targets import teacher_targets
 from tiny import VOCAB, padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

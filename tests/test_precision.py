@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-import pytest
 import torch
 
 from autodistil import device as device_module

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from autodistil.relations import relation_loss, relation_scores
 from autodistil.space import Arch
-from autodistil.teacher import teacher_qkv
+from autodistil.targets import teacher_qkv
 from tiny import padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
 
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from autodistil.io import InputError
 from autodistil.segments import as_pairs, pair_splits

@@ -7,7 +7,7 @@ import torch
 from autodistil.export import build_student, superlm_hidden
 from autodistil.space import Arch, Envelope, SearchSpaceError, TeacherDims
 from autodistil.superlm import SuperLM, SuperLMConfig
-from autodistil.teacher import teacher_qkv
+from autodistil.targets import teacher_qkv
 from tiny import padded_batch, tiny_subspace, tiny_superlm, tiny_teacher
 
 TOL = 1e-5
@@ -39,7 +39,7 @@ def test_hidden_state_target_of_the_full_slice_is_the_teachers(teacher):
     """The hidden-state term compares the distilled layer's output with the teacher's: zero for the full slice,
     positive for a narrower sub-network, and the forward stops after that layer."""
     from autodistil.distill import DistillSpec, hidden_loss, student_losses
-    from autodistil.teacher import teacher_targets
+    from autodistil.targets import teacher_targets
 
     superlm = tiny_superlm(teacher, tiny_subspace()).eval()
     ids, mask, types = padded_batch()

@@ -4,7 +4,8 @@ import pytest
 from transformers import AutoConfig
 import torch
 
-from autodistil.teacher import PACKAGED_MINILM, load_teacher, load_tokenizer, resolve_source, teacher_qkv
+from autodistil.targets import teacher_qkv
+from autodistil.teacher import PACKAGED_MINILM, load_teacher, load_tokenizer, resolve_source
 from tiny import padded_batch, tiny_teacher, tiny_tokenizer
 
 

@@ -9,7 +9,6 @@ import torch.multiprocessing as mp
 
 from autodistil.distill import HeldOut
 from autodistil.io import InputError
-from autodistil.space import SubSpace, TeacherDims
 from autodistil.checkpoint import clear_checkpoints, load_checkpoint
 from autodistil.sampling import DataOrder, SubnetSampler
 from autodistil.train import Dist, TrainConfig, make_optimizer, probe_candidates, train_superlm

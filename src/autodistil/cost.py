@@ -16,9 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from .family import family_of_config
 from .space import Arch, exact_macs
 
@@ -96,16 +93,17 @@ def costs(arch: Arch, seq_len: int = 128, teacher_heads: int = 12, vocab: Vocab 
     }
 
 
-def count_params(model: nn.Module) -> int:
+def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_gflops(model: nn.Module, seq_len: int = 128, **forward_kwargs) -> float:
+def count_gflops(model, seq_len: int = 128, **forward_kwargs) -> float:
     """Multiply-accumulates of one forward pass on one sequence, counted by torch.
 
     Counted under the MATH attention backend: torch's counter sees nothing inside the fused CPU
     attention kernel, while the math backend decomposes attention into counted matrix products.
     """
+    import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -16,7 +16,7 @@ from .device import mixed_precision
 from .relations import relation_loss, teacher_relations
 from .space import Arch
 from .superlm import SuperLM
-from .teacher import TeacherTargets, teacher_targets
+from .targets import TeacherTargets, teacher_targets
 
 
 CRITERIA = ("relation", "hidden", "distill")

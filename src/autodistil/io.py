@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every stage: atomic writes, params, and one-line CLI errors.
+"""Small I/O helpers shared by every stage: atomic writes, reading a params file, numbers, one-line CLI errors.
 
 Stages never leave half-written outputs: they write into a temporary path *beside* the target (same
 filesystem, so the final rename is atomic) and rename it into place only when everything succeeded.
@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -134,21 +134,6 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     return params
 
 
-_MISSING = object()
-
-
-def param(params: Mapping, key: str, default: Any = _MISSING, source: str = "params.yaml") -> Any:
-    """``params["a"]["b"]`` for ``key="a.b"``; a missing key without default is an :class:`InputError`."""
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if default is not _MISSING:
-                return default
-            raise InputError(f"{source}: missing key '{key}'")
-        node = node[part]
-    return node
-
-
 def number(value: Any, kind: type = float) -> int | float:
     """``value`` as an int or a float, the one reader of numbers in params: DVC's ``-S`` writes small floats back
     as ``4e-05``, which YAML 1.1 loaders read as a string, so numeric strings count; booleans, non-numbers and
@@ -166,16 +151,3 @@ def number(value: Any, kind: type = float) -> int | float:
             raise ValueError(f"not an integer: {value!r}")
         return int(f)
     return f
-
-
-def int_param(params: Mapping, key: str, default: Any = _MISSING, minimum: int | None = None,
-              allow_none: bool = False, source: str = "params.yaml") -> int | None:
-    """An integer param (``null`` allowed only with ``allow_none``); anything else is an :class:`InputError`."""
-    value = param(params, key, default, source)
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{source}: '{key}' must be an integer{' or null' if allow_none else ''}, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{source}: '{key}' must be >= {minimum}, got {value}")
-    return value

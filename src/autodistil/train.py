@@ -46,7 +46,7 @@ from .sampling import DataOrder, SubnetSampler
 from .family import family_of_config
 from .segments import pair_splits
 from .superlm import SuperLM, SuperLMConfig
-from .teacher import teacher_targets
+from .targets import teacher_targets
 from .throughput import Throughput, peak_tflops
 
 # settings that do not change the trained weights (logging, hardware): a checkpoint stays valid when only they
