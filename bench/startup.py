@@ -1,6 +1,6 @@
 """Start-up cost of each stage: the seconds a fresh Python process spends importing what the stage needs.
 
-    python bench/startup.py [--repeats 3] [--tree PATH ...] [--stages NAME ...] [--importtime] [--json PATH]
+    python bench/startup.py [--repeats 3] [--tree PATH ...] [--stages NAME ...] [--importtime] [--deep] [--json PATH]
 
 For each stages/<name>.py, every ``import`` and ``from ... import`` in the file, found with :mod:`ast` at any
 depth (the stages import their heavy modules inside ``main``, some only on one branch: all of them are counted,
@@ -48,6 +48,42 @@ def stage_imports(path: Path) -> list[str]:
     return list(dict.fromkeys(ast.unparse(n) for n in nodes))
 
 
+def deep_imports(path: Path, package: Path) -> list[str]:
+    """``--deep``: the stage's imports and, followed through every ``autodistil`` module it reaches, theirs, at any
+    depth (in functions too), as absolute ``import <module>`` lines: the upper bound of what the stage's path can
+    import (every branch of the library taken), where :func:`stage_imports` is the lower bound (the library's
+    function-level imports left out)."""
+    todo, seen, modules = [path], set(), []
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        inside = package in f.parents
+        parts = ["autodistil", *f.relative_to(package).with_suffix("").parts] if inside else []
+        here = parts[:-1] if parts and parts[-1] != "__init__" else parts[:-1]  # the module's package
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.Import):
+                names, attributes = [a.name for a in node.names], []
+            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                base = (here[:len(here) - node.level + 1] if node.level else []) + (node.module or "").split(".")
+                base = ".".join(b for b in base if b)
+                names, attributes = [base], [f"{base}.{a.name}" for a in node.names]  # an attribute, or a module
+            else:
+                continue
+            for name in names + attributes:
+                if not name.startswith("autodistil"):
+                    if name in names:
+                        modules.append(name)
+                    continue
+                rel = Path(*name.split(".")[1:])
+                for candidate in ((package / rel).with_suffix(".py") if rel.parts else None, package / rel / "__init__.py"):
+                    if candidate is not None and candidate.is_file():
+                        todo.append(candidate)
+                        modules.append(name)
+    return [f"import {m}" for m in dict.fromkeys(modules)]
+
+
 def child_code(imports: list[str]) -> str:
     return "\n".join(["import time as _t", "_t0 = _t.perf_counter()", *imports, "print(_t.perf_counter() - _t0)"])
 
@@ -92,8 +128,9 @@ def commit_of(tree: Path) -> str | None:
     return proc.stdout.strip() or None
 
 
-def measure(trees: list[Path], repeats: int, only: list[str] | None, importtime: bool) -> dict:
-    imports = {str(t): {p.stem: stage_imports(p) for p in sorted((t / "stages").glob("*.py"))} for t in trees}
+def measure(trees: list[Path], repeats: int, only: list[str] | None, importtime: bool, deep: bool = False) -> dict:
+    collect = (lambda p, t: deep_imports(p, t / "src" / "autodistil")) if deep else (lambda p, t: stage_imports(p))
+    imports = {str(t): {p.stem: collect(p, t) for p in sorted((t / "stages").glob("*.py"))} for t in trees}
     stages = sorted({s for per in imports.values() for s in per})
     if only:
         stages = [s for s in stages if s in only]
@@ -132,7 +169,7 @@ def measure(trees: list[Path], repeats: int, only: list[str] | None, importtime:
     common = [s for s in stages if all("median_process_s" in cells[s][str(t)] for t in trees)]
     totals = {str(t): {key: sum(cells[s][str(t)][key] for s in common)
                        for key in ("median_import_s", "median_process_s")} for t in trees}
-    return {"python": sys.version.split()[0], "repeats": repeats,
+    return {"python": sys.version.split()[0], "repeats": repeats, "deep": deep,
             "trees": [{"path": str(t), "commit": commit_of(t)} for t in trees],
             "floor_process_s": floor, "median_floor_process_s": statistics.median(floor),
             "stages": cells, "total_stages": common, "totals": totals}
@@ -184,13 +221,15 @@ def main() -> None:
                     help="a checkout whose stages to measure (repeatable); default: this repository")
     ap.add_argument("--stages", nargs="+", help="only these stages (names without .py)")
     ap.add_argument("--importtime", action="store_true", help="also list the packages that dominate each stage")
+    ap.add_argument("--deep", action="store_true",
+                    help="follow the library's own imports, in functions too (the upper bound of a stage's path)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     trees = list(dict.fromkeys(t.resolve() for t in (args.tree or [REPO])))
     for t in trees:
         if not (t / "stages").is_dir():
             ap.error(f"{t} has no stages/ folder")
-    result = measure(trees, args.repeats, args.stages, args.importtime)
+    result = measure(trees, args.repeats, args.stages, args.importtime, args.deep)
     print(table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
