@@ -26,14 +26,14 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import TrainConfig
+from .config import DistillSpec, TrainConfig
 from .cost import exact_gflops
 from .device import mixed_precision, resolve_device
 from .distill import HeldOut, blocks_to_batch, objective, student_losses
@@ -135,9 +135,78 @@ def resume_state(folder: Path, config: dict, d: Dist) -> dict | None:
     return state
 
 
+def resume(folder: Path, config: dict, d: Dist, superlm: SuperLM, optimizer, scheduler) -> tuple[int, list]:
+    """Load the checkpoint of ``config`` into the model, optimiser and scheduler, if there is one: ``(its step, its
+    history)``, else ``(0, [])``."""
+    state = resume_state(folder, config, d)
+    if state is None:
+        return 0, []
+    superlm.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"], state["history"]
+
+
 def micro_batches(rows: np.ndarray, size: int | None) -> list[np.ndarray]:
     size = size or len(rows)
     return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What every step of one training reads: the model (DDP-wrapped or not), the frozen teacher, the blocks and
+    the objective."""
+
+    model: nn.Module
+    teacher: nn.Module
+    blocks: np.ndarray
+    spec: DistillSpec
+    cfg: TrainConfig
+    d: Dist
+    device: torch.device
+    family: Any  # the teacher's family: its pair format
+
+
+def sandwich_step(inputs: StepInputs, step: int, rows: np.ndarray, archs: Sequence[Arch]) -> torch.Tensor:
+    """The gradients of one optimiser step: per micro-batch, the teacher's targets once, then each sampled
+    sub-network's loss (scaled to its share of the step's rows) back-propagated into the shared weights. Under DDP
+    all but the last backward skip the all-reduce. Returns the sub-networks' losses, summed over micro-batches, on
+    the device (read only on logging steps)."""
+    cfg, spec, model, seq_len = inputs.cfg, inputs.spec, inputs.model, inputs.blocks.shape[1]
+    losses = torch.zeros(len(archs), device=inputs.device)
+    micro = micro_batches(rows, cfg.micro_batch_size)
+    for m, micro_rows in enumerate(micro):
+        splits = pair_splits(micro_rows, cfg.seed, step, seq_len, inputs.family.pair_separators) if (
+            cfg.segments == "pairs") else None
+        # unpadded blocks: no mask anywhere
+        batch = blocks_to_batch(inputs.blocks[micro_rows], inputs.device, splits, inputs.family)
+        with mixed_precision(inputs.device):  # the teacher's side once per (micro-)batch, for every sub-network
+            target = teacher_targets(inputs.teacher, batch["input_ids"], None, spec.teacher_layer,
+                                     token_type_ids=batch.get("token_type_ids"), hidden=spec.uses_hidden)
+            teacher_rel = teacher_relations(target.qkv, None, spec.relation_heads, spec.loss)
+        for i, arch in enumerate(archs):
+            last = m == len(micro) - 1 and i == len(archs) - 1
+            ctx = model.no_sync() if (inputs.d.world > 1 and not last) else contextlib.nullcontext()
+            with ctx:
+                with mixed_precision(inputs.device):
+                    terms = student_losses(model, arch, batch, target, spec, teacher_rel=teacher_rel)
+                    loss = objective(terms, spec) * (len(micro_rows) / len(rows))
+                loss.backward()
+            losses[i] += loss.detach()
+    return losses
+
+
+def step_record(step: int, lr: float, grad_norm: torch.Tensor, losses: torch.Tensor, cfg: TrainConfig,
+                meter: Throughput, d: Dist) -> dict:
+    """A logging step's record (the only host sync of a step): losses averaged over ranks, the sandwich's ends,
+    throughput since the last record."""
+    if d.world > 1:
+        dist.all_reduce(losses)
+        losses /= d.world
+    record = {"step": step, "lr": lr, "grad_norm": float(grad_norm), "loss_mean": float(losses.mean()),
+              "loss_largest": float(losses[0]) if cfg.sampling == "sandwich" else None,
+              "loss_smallest": float(losses[-1]) if cfg.sampling == "sandwich" else None, **meter.window()}
+    return {k: v for k, v in record.items() if v is not None}
 
 
 def train_superlm(
@@ -172,24 +241,16 @@ def train_superlm(
     teacher.to(device).eval()
     optimizer = make_optimizer(superlm, cfg)
     scheduler = make_scheduler(optimizer, cfg, total)
-    start, history = 0, []
-    state = resume_state(folder, config, d)
-    if state is not None:
-        superlm.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, history = state["step"], state["history"]
-        del state
+    start, history = resume(folder, config, d, superlm, optimizer, scheduler)
     model: nn.Module = superlm
     if d.world > 1:
         model = nn.parallel.DistributedDataParallel(
             superlm, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    precision = lambda: mixed_precision(device)  # noqa: E731 - bf16 autocast on CUDA, nothing on CPU
+    inputs = StepInputs(model, teacher, blocks, spec, cfg, d, device, family_of_config(teacher.config))
     meter = Throughput(TeacherDims.from_config(teacher.config).as_arch(), seq_len, spec.uses_hidden,
                        peak_tflops(cfg.peak_tflops, device), d.world)
     order = DataOrder(len(blocks), cfg.batch_size, cfg.seed)
-    family = family_of_config(teacher.config)  # its pair format
 
     bar = tqdm(range(start, total), initial=start, total=total, desc="superlm", disable=not (progress and d.master))
     t0, tokens_done = time.perf_counter(), 0
@@ -198,27 +259,7 @@ def train_superlm(
         torch.manual_seed(hash((cfg.seed, step, d.rank)))
         rows = np.sort(d.shard(order.rows(step)))
         archs = sampler(step)
-        losses = torch.zeros(len(archs), device=device)
-        micro = micro_batches(rows, cfg.micro_batch_size)
-        for m, micro_rows in enumerate(micro):
-            splits = pair_splits(micro_rows, cfg.seed, step, seq_len, family.pair_separators) if (
-                cfg.segments == "pairs") else None
-            # unpadded blocks: no mask anywhere
-            batch = blocks_to_batch(blocks[micro_rows], device, splits, family)
-            with precision():  # the teacher's side once per (micro-)batch, for every sampled sub-network
-                target = teacher_targets(teacher, batch["input_ids"], None, spec.teacher_layer,
-                                         token_type_ids=batch.get("token_type_ids"), hidden=spec.uses_hidden)
-                teacher_rel = teacher_relations(target.qkv, None, spec.relation_heads, spec.loss)
-            for i, arch in enumerate(archs):
-                last = m == len(micro) - 1 and i == len(archs) - 1
-                # all but the last backward of the step skip DDP's all-reduce; gradients accumulate locally
-                ctx = model.no_sync() if (d.world > 1 and not last) else contextlib.nullcontext()
-                with ctx:
-                    with precision():
-                        terms = student_losses(model, arch, batch, target, spec, teacher_rel=teacher_rel)
-                        loss = objective(terms, spec) * (len(micro_rows) / len(rows))
-                    loss.backward()
-                losses[i] += loss.detach()  # on the device: read only on logging steps
+        losses = sandwich_step(inputs, step, rows, archs)
         grad_norm = torch.nn.utils.clip_grad_norm_(superlm.parameters(), cfg.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -228,15 +269,7 @@ def train_superlm(
         tokens_done += cfg.batch_size * seq_len
         meter.add(archs, cfg.batch_size * seq_len)
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
-            if d.world > 1:
-                dist.all_reduce(losses)
-                losses /= d.world
-            record = {"step": step + 1, "lr": lr, "grad_norm": float(grad_norm),
-                      "loss_mean": float(losses.mean()),
-                      "loss_largest": float(losses[0]) if cfg.sampling == "sandwich" else None,
-                      "loss_smallest": float(losses[-1]) if cfg.sampling == "sandwich" else None,
-                      **meter.window()}
-            record = {k: v for k, v in record.items() if v is not None}
+            record = step_record(step + 1, lr, grad_norm, losses, cfg, meter, d)
             history.append(record)
             bar.set_postfix(loss=f"{record['loss_mean']:.4f}", tok_s=f"{record['tokens_per_second']:.0f}")
             if log and d.master:
