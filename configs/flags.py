@@ -3,7 +3,7 @@
     dvc exp run -n paper $(python configs/flags.py configs/paper.yaml)
 
 Prints the ``-S`` overrides of :func:`autodistil.overrides.flags` for every leaf of the profile. Keys that
-params.yaml does not have are reported on stderr: a stage would silently ignore a misspelt knob.
+params.yaml does not have are reported on stderr: the first stage would refuse a misspelt knob (autodistil.config).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     except InputError as e:
         fail(f"{args.profile}: {e}")
     for key in unknown:
-        print(f"warning: {args.profile}: '{key}' is not in {args.params} (no stage reads it yet?)", file=sys.stderr)
+        print(f"warning: {args.profile}: '{key}' is not in {args.params} (every stage refuses an unknown key)", file=sys.stderr)
     print(" ".join(out))
 
 
