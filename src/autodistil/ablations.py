@@ -217,7 +217,7 @@ def queue_commands(runs: Sequence[Run], base: Mapping) -> list[list[str]]:
     commands = []
     for r in runs:
         overrides, unknown = flags(r.overrides, dict(base))
-        if unknown:  # a stage would silently ignore a misspelt knob
+        if unknown:  # caught earlier by the config checker; kept for keys of a section it passes whole
             raise InputError(f"arms.{r.arm}: {', '.join(unknown)} not in params.yaml (no stage reads it)")
         commands.append(["dvc", "exp", "run", "--queue", "-n", r.name, *overrides, *([r.target] if r.target else [])])
     return commands
