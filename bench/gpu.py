@@ -89,8 +89,8 @@ def finetuning(shape: dict, device, examples: int) -> dict:
         prepare_task(TASKS["SST-2"], {"train": rows, "dev": rows[: examples // 4]}, tokenizer, task_dir,
                      max_length=SEQ_LEN, progress=False)
         t0 = time.perf_counter()
-        result = finetune(model_dir, task_dir, FinetuneConfig(lr=2e-5, epochs=1, batch_size=32,
-                                                              device=torch.device(device).type))
+        finetune(model_dir, task_dir, FinetuneConfig(lr=2e-5, epochs=1, batch_size=32,
+                                                     device=torch.device(device).type))
         seconds = time.perf_counter() - t0
     return {"examples": examples, "batch": 32, "seconds": seconds, "examples_per_second": examples / seconds}
 

@@ -80,6 +80,9 @@ def test_profiles_are_checked_configs(profile):
     ("prepare_corpus", "workers", "many", "prepare_corpus.workers: expected an integer or one of auto"),
     ("partition", "band", {"floors": {"depth": 1}}, "partition.band.floors: unknown dimension(s) depth"),
     ("launch", "nnodes", 2, "launch.rdzv_endpoint: with nnodes 2, expected HOST:PORT"),
+    ("partition", "band", {"floors": {"layers": float("nan")}}, "partition.band.floors.layers: expected a finite"),
+    ("partition", "band", {"bands": [[0.1, "inf"]]}, "partition.band.bands[0][1]: expected a finite number"),
+    ("partition", "grids", {"base": {"layers": [2, "two"]}}, "partition.grids.base.layers[1]: expected an integer"),
 ])
 def test_bad_values_name_their_key(section, key, value, says):
     bad = {**PARAMS, section: {**PARAMS[section], key: value}}

@@ -225,11 +225,14 @@ def test_params_helpers(tmp_path):
         io.load_params(tmp_path / "none.yaml")
 
 
-def test_sigterm_while_the_run_is_created_still_ends_it_failed(mlflow_root, monkeypatch):
+@pytest.mark.parametrize("sender", ["main thread", "another thread"])
+def test_sigterm_while_the_run_is_created_still_ends_it_failed(mlflow_root, monkeypatch, sender):
     """A SIGTERM that lands inside mlflow.start_run (the run row exists, the `with` body not yet entered) is held
-    until the run is open, so the run ends FAILED instead of staying RUNNING."""
+    until the run is open, so the run ends FAILED instead of staying RUNNING; also when the kernel hands it to a
+    thread other than the main one (a library's), which a signal mask on the main thread would not hold."""
     import os
     import signal
+    import threading
 
     import mlflow
 
@@ -241,7 +244,15 @@ def test_sigterm_while_the_run_is_created_still_ends_it_failed(mlflow_root, monk
     def start_and_get_killed(*args, **kwargs):
         active = real(*args, **kwargs)
         started.append(active.info.run_id)
-        os.kill(os.getpid(), signal.SIGTERM)  # after the run exists, before stage_run's body
+        def kill():  # after the run exists, before stage_run's body
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        if sender == "main thread":
+            kill()
+        else:  # the sending thread blocks nothing, so the kernel may deliver the signal to it, not to main
+            thread = threading.Thread(target=kill)
+            thread.start()
+            thread.join()
         return active
 
     previous = signal.signal(signal.SIGTERM, _raise_terminated)

@@ -120,9 +120,12 @@ def _typed(v: Any, tp: Any, where: str) -> Any:
         return v
     if tp in (int, float):
         try:
-            return number(v, tp)
+            out = number(v, tp)
         except (TypeError, ValueError):
             raise InputError(f"{where}: expected {describe(tp)}, got {v!r}") from None
+        if not math.isfinite(out):  # nan or inf, at any depth (floors, bands, budgets)
+            raise InputError(f"{where}: expected a finite number, got {v!r}")
+        return out
     if tp is str:
         if not isinstance(v, str):
             raise InputError(f"{where}: expected a string, got {v!r}")
@@ -256,7 +259,7 @@ class PartitionParams:
     seq_len: int = field(default=128, metadata=positive())
     band: BandParams = BandParams()
     auto: AutoParams = AutoParams()
-    grids: dict[str, dict[str, list]] = field(default_factory=dict)  # values checked by the explicit partition
+    grids: dict[str, dict[str, list[int | float]]] = field(default_factory=dict)  # integers: explicit_partition
 
     def check_values(self, where: str) -> None:
         if not self.names or not all(self.names):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -157,15 +158,23 @@ def stage_run(
 
 @contextmanager
 def _sigterm_held() -> Iterator[None]:
-    """SIGTERM is held inside the block and delivered on leaving it (where the platform can hold signals)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
+    """SIGTERM is held inside the block and delivered on leaving it.
+
+    The Python handler is swapped for one that only takes note: Python runs handlers in the main thread whichever
+    thread the kernel picked, whereas a signal mask covers the calling thread only, and a library's thread (MLflow,
+    SQLAlchemy) would take the signal and let it through at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set from the main thread, where every stage runs
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, previous)
+        if pending:
+            signal.raise_signal(signal.SIGTERM)
 
 
 def log_metrics(metrics: Mapping[str, Any], prefix: str = "") -> None:
