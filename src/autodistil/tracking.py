@@ -172,7 +172,7 @@ def _sigterm_held() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
         if pending:
             signal.raise_signal(signal.SIGTERM)
 
