@@ -244,6 +244,7 @@ def test_sigterm_while_the_run_is_created_still_ends_it_failed(mlflow_root, monk
     def start_and_get_killed(*args, **kwargs):
         active = real(*args, **kwargs)
         started.append(active.info.run_id)
+
         def kill():  # after the run exists, before stage_run's body
             os.kill(os.getpid(), signal.SIGTERM)
 
