@@ -15,8 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's library, in `dvc exp` copies too
 
 from autodistil.config import load, plain
-from autodistil.glue import get_task, load_hub_splits, load_tsv_splits, prepare_glue
+from autodistil.glue import check_task_names, get_task, load_hub_splits, load_tsv_splits, prepare_glue
 from autodistil.io import run_main
+from autodistil.teacher import check_input_length
 
 
 def main() -> None:
@@ -28,11 +29,13 @@ def main() -> None:
     args = ap.parse_args()
     params = load(args.params)
     p = params.prepare_glue
+    check_task_names(p)
     spec = get_task(args.task)
 
     t0 = time.perf_counter()
     # Parse (and validate) everything before anything is tracked or written.
     splits = load_hub_splits(spec, p.hub) if p.hub else load_tsv_splits(spec, p.source)
+    check_input_length("prepare_glue.max_length", p.max_length, params.teacher.source)
 
     from autodistil.record import record, tracked
 

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this che
 
 from autodistil.config import load
 from autodistil.io import run_main
+from autodistil.teacher import check_input_length
 
 
 def main() -> None:
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="metrics JSON: latency and the MLflow run")
     args = ap.parse_args()
     params = load(args.params)
+    check_input_length("search.latency.seq_len", params.search.latency.seq_len, params.teacher.source)
 
     from autodistil.export import snapshot_teacher
     from autodistil.record import record, tracked

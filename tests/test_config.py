@@ -83,12 +83,22 @@ def test_profiles_are_checked_configs(profile):
     ("partition", "band", {"floors": {"layers": float("nan")}}, "partition.band.floors.layers: expected a finite"),
     ("partition", "band", {"bands": [[0.1, "inf"]]}, "partition.band.bands[0][1]: expected a finite number"),
     ("partition", "grids", {"base": {"layers": [2, "two"]}}, "partition.grids.base.layers[1]: expected an integer"),
+    ("superlm", "grad_clip", 0, "superlm.grad_clip: expected a finite number > 0"),  # 0 would zero every gradient
+    ("superlm", "betas", [0.9, 1.0], "superlm.betas: expected two numbers in [0, 1), got [0.9, 1.0]"),
+    ("superlm", "seed", -1, "superlm.seed: expected an integer >= 0"),
+    ("search", "proxy", {"seed": -3}, "search.proxy.seed: expected an integer >= 0"),
+    ("finetune", "seeds", [42, -1], "finetune.seeds: expected a non-empty list of distinct integers >= 0"),
+    ("prepare_glue", "max_train_samples", {"default": 0}, "prepare_glue.max_train_samples.default: expected a count >= 1"),
 ])
 def test_bad_values_name_their_key(section, key, value, says):
     bad = {**PARAMS, section: {**PARAMS[section], key: value}}
     with pytest.raises(InputError) as e:
         config.from_mapping(bad)
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_no_gradient_clipping_is_null():
+    assert config.from_mapping({**PARAMS, "superlm": {**PARAMS["superlm"], "grad_clip": None}}).superlm.grad_clip is None
 
 
 def test_dvc_string_floats_and_nulls():

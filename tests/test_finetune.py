@@ -99,6 +99,15 @@ def test_finetune_learns_and_keeps_best_and_last_epochs(task_dir, model_dir):
     assert sum("dev.accuracy" in m for _, m in logged) == 4 and sum("train_loss" in m for _, m in logged) == 48
 
 
+def test_an_undefined_dev_score_never_holds_the_best_epoch(task_dir, model_dir, monkeypatch):
+    import autodistil.finetune as ft
+
+    scores = iter([math.nan, 0.6, math.nan, 0.5])  # e.g. STS-B's correlation of a constant prediction
+    monkeypatch.setattr(ft, "evaluate", lambda *a, **k: {"accuracy": next(scores)})
+    res = finetune(model_dir, task_dir, FinetuneConfig(epochs=4, batch_size=32, seed=0))
+    assert res["best_epoch"] == 2 and res["score"] == 0.6
+
+
 def test_max_steps_and_seed_make_runs_repeatable(task_dir, model_dir):
     cfg = FinetuneConfig(lr=1e-3, epochs=3, batch_size=8, max_steps=5, seed=7)
     a, b = finetune(model_dir, task_dir, cfg), finetune(model_dir, task_dir, cfg)

@@ -360,6 +360,8 @@ def test_compute_metrics():
     assert glue.compute_metrics("CoLA", [1, 0, 1, 0], [1, 0, 1, 0]) == pytest.approx({"matthews_correlation": 1.0})
     s = glue.compute_metrics("STS-B", [0.1, 0.2, 0.3, 0.9], [1.0, 2.0, 3.0, 4.0])
     assert s["spearmanr"] == pytest.approx(1.0) and 0.8 < s["pearson"] < 1.0
+    # a collapsed regressor predicts one value: no correlation (0, as MCC for a constant classifier), not NaN
+    assert glue.compute_metrics("STS-B", [2.5] * 4, [1.0, 2.0, 3.0, 4.0]) == {"pearson": 0.0, "spearmanr": 0.0}
 
 
 # ------------------------------------------------------------------------------- the stage, end to end
@@ -409,6 +411,22 @@ def test_stage_caps_per_task(tmp_path, tiny_tokenizer_dir, mlflow_root, monkeypa
     write_params(tmp_path, tiny_tokenizer_dir, max_train_samples={"default": "x"})
     code, err = run_stage(tmp_path, "SST-2", monkeypatch=monkeypatch, capsys=capsys)
     assert code == 1 and "prepare_glue.max_train_samples.default: expected an integer or null, got 'x'" in err
+
+
+@pytest.mark.parametrize("glue_params, message", [
+    ({"tasks": ["sst2"]}, "prepare_glue.tasks: 'sst2' must be written as the GLUE folder name 'SST-2'"),
+    ({"max_train_samples": {"default": 2, "cola": 5}},
+     "prepare_glue.max_train_samples: 'cola' must be written as the GLUE folder name 'CoLA'"),
+    ({"max_eval_samples": 0}, "prepare_glue.max_eval_samples: expected a count >= 1 or null, got 0"),
+    ({"max_length": 4096}, "prepare_glue.max_length is 4096 tokens, the teacher"),
+])
+def test_stage_refuses_names_caps_and_lengths_it_cannot_honour(tmp_path, tiny_tokenizer_dir, mlflow_root,
+                                                               glue_params, message, monkeypatch, capsys):
+    write_glue(tmp_path / "glue", tasks=["SST-2"])
+    write_params(tmp_path, tiny_tokenizer_dir, **glue_params)
+    code, err = run_stage(tmp_path, "SST-2", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 1 and message in err, err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
 
 
 @pytest.mark.parametrize("case", ["bad_label", "unknown_task"])

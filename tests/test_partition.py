@@ -297,6 +297,14 @@ def test_stage_band_default(tmp_path, mlflow_root):
     assert metrics["subspaces"]["base"]["gflops_exact_frac_max"] <= 0.5
 
 
+def test_stage_band_records_the_bands_it_used_for_any_k(tmp_path, mlflow_root):
+    names = part.default_names(2)
+    r = _run(tmp_path, BAND | {"k": 2, "names": names}, MINILM, mlflow_root)
+    assert r.returncode == 0, r.stderr
+    settings = json.loads((tmp_path / "partition/subspaces.json").read_text())["settings"]
+    assert settings["bands"] == [list(b) for b in part.default_bands(2, "gflops_exact")]
+
+
 def test_stage_explicit_paper_profile(tmp_path, mlflow_root):
     r = _run(tmp_path, {"mode": "explicit", "k": 3, "names": ["base", "small", "tiny"], "convention": "fixed_head",
                         "grids": PAPER_GRIDS}, BERT_BASE, mlflow_root)
@@ -395,3 +403,14 @@ def test_a_teacher_that_is_missing_or_not_bert_like_is_named(tmp_path, mlflow_ro
     lines = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 1 and len(lines) == 1 and message in lines[0] and str(folder) in lines[0], lines
     assert not (tmp_path / "partition").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_nonembed_params_do_not_depend_on_the_vocabulary_at_any_embedding_width():
+    from autodistil.cost import Vocab
+    from autodistil.space import Arch
+
+    arch = Arch(layers=2, heads=4, hidden=256, ffn=1024, head_size=64)
+    for width in (None, 128):  # BERT's embeddings at the hidden size; ELECTRA-small's narrower, projected up
+        small, large = Vocab(size=1000, embedding_size=width), Vocab(size=250_000, embedding_size=width)
+        assert part.measure_of(arch, "nonembed_params", MINILM, small) == pytest.approx(
+            part.measure_of(arch, "nonembed_params", MINILM, large))

@@ -138,7 +138,8 @@ def test_search_config_reads_and_checks_the_search_section(tmp_path):
     for key, value, message in [
         ("superlm.hidden_weight", "lots", "superlm.hidden_weight: expected a number, got 'lots'"),
         ("superlm.loss", "cosine", "superlm.loss: expected one of"),
-        ("search.proxy", {"enabled": True, "task": "RTE", "top_k": 2}, "RTE: not a prepared GLUE task"),
+        ("search.proxy", {"enabled": True, "task": "RTE", "top_k": 2}, "'RTE' is not one of prepare_glue.tasks"),
+        ("search.proxy", {"enabled": True, "task": "MRPC", "top_k": 2}, "MRPC: not a prepared GLUE task"),
         ("search.eval_blocks", 0, "search.eval_blocks"),
     ]:
         bad = yaml.safe_load((REPO / "params.yaml").read_text())

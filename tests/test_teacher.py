@@ -88,3 +88,15 @@ def test_the_first_stage_refuses_another_family_before_writing_anything(tmp_path
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "is a 'distilbert' model" in lines[0], lines
     assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
+
+
+@pytest.mark.parametrize("model_type, positions, limit", [("bert", 512, 512), ("roberta", 514, 512)])
+def test_inputs_longer_than_the_teachers_positions_are_refused_naming_the_setting(tmp_path, model_type, positions,
+                                                                                  limit):
+    from autodistil.io import InputError
+    from autodistil.teacher import check_input_length
+
+    AutoConfig.for_model(model_type, max_position_embeddings=positions, pad_token_id=1).save_pretrained(tmp_path)
+    check_input_length("search.latency.seq_len", limit, str(tmp_path))  # RoBERTa's first two rows are padding's
+    with pytest.raises(InputError, match=rf"search.latency.seq_len is {limit + 1} tokens, .* takes at most {limit}"):
+        check_input_length("search.latency.seq_len", limit + 1, str(tmp_path))

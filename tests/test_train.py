@@ -109,6 +109,17 @@ def test_throughput_counts_the_flops_a_step_computes(monkeypatch):
     assert meter.tokens == 0 and meter.flops == 0.0  # the next window starts empty
 
 
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA A100-SXM4-80GB", 312.0),
+                                        ("NVIDIA L4", 121.0), ("NVIDIA L40S", 362.0), ("NVIDIA A10G", None),
+                                        ("Tesla V100-SXM2-16GB", 125.0), ("NVIDIA RTX 6000 Ada Generation", None)])
+def test_peak_of_a_gpu_is_read_from_its_model_name_not_a_prefix_of_it(name, peak, monkeypatch):
+    import autodistil.throughput as tp
+
+    monkeypatch.setattr(tp.torch.cuda, "get_device_name", lambda device=None: name)
+    assert tp.peak_tflops(None, torch.device("cuda")) == peak
+    assert tp.peak_tflops(50.0, torch.device("cuda")) == 50.0 and tp.peak_tflops(None, torch.device("cpu")) is None
+
+
 def test_weight_decay_spares_biases_and_layernorms():
     _, superlm, _, cfg = _setup()
     decay, no_decay = make_optimizer(superlm, cfg).param_groups
@@ -388,10 +399,9 @@ def test_superlm_job_builds_trains_reports_and_saves(tmp_path):
     job = SuperLMJob.build(cfg, str(tmp_path / "teacher"), tiny_subspace(), corpus, {"data": "test"})
     assert job.order is not None and set(job.probes) == {"largest", "middle", "smallest"}
     assert job.dist.world == 1 and job.dist.master and job.device == torch.device("cpu")
-    heldout_loss = job.heldout_report()
-    before = heldout_loss()
+    before = job.heldout_report()
     result = job.train(tmp_path / "ckpt")
-    after = heldout_loss()
+    after = job.heldout_report()
     assert result.steps == 20 and after["smallest"] < before["smallest"]  # (the largest is the teacher itself)
     job.save(tmp_path / "out")
     assert (tmp_path / "out" / ORDER_FILE).is_file()

@@ -65,7 +65,7 @@ def _value(v: Any, tp: Any, meta: Mapping, where: str) -> Any:
     if isinstance(out, (int, float)) and not isinstance(out, bool):
         low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
         if (low is not None and out < low) or (high is not None and out > high) or (
-                above is not None and not out > above) or (isinstance(out, float) and not math.isfinite(out)):
+                above is not None and not out > above):  # nan and inf never get here: _typed refuses them
             bounds = " and ".join(s for s in (f">= {low}" if low is not None else "", f"> {above}" if above is not None
                                               else "", f"<= {high}" if high is not None else "") if s)
             kind = "an integer" if isinstance(out, int) else "a finite number"
@@ -187,7 +187,7 @@ class PrepareCorpusParams:
     train_tokens: int = field(default=3_000_000, metadata=positive())
     heldout_blocks: int = field(default=512, metadata=positive())
     heldout_fraction: float = field(default=0.02, metadata={"above": 0, "max": 1})
-    seed: int = 0
+    seed: int = field(default=0, metadata=at_least(0))  # numpy's generators take no negative seed
     workers: int | Literal["auto"] = "auto"
 
     def check_values(self, where: str) -> None:
@@ -206,7 +206,7 @@ class PrepareGlueParams:
     max_length: int = field(default=128, metadata=at_least(8))
     max_train_samples: Cap | dict[str, Cap] = field(default_factory=lambda: {"default": 2000, "CoLA": 5000})
     max_eval_samples: Cap | dict[str, Cap] = 2000
-    seed: int = 0
+    seed: int = field(default=0, metadata=at_least(0))
 
     def check_values(self, where: str) -> None:
         if not self.tasks:
@@ -214,8 +214,8 @@ class PrepareGlueParams:
         for key in ("max_train_samples", "max_eval_samples"):
             caps = getattr(self, key)
             for task, cap in (caps.items() if isinstance(caps, dict) else [("", caps)]):
-                if cap is not None and cap < 0:
-                    raise InputError(f"{where}.{key}{'.' + task if task else ''}: expected a count >= 0 or null, "
+                if cap is not None and cap < 1:  # 0 would train on nothing, or evaluate on nothing
+                    raise InputError(f"{where}.{key}{'.' + task if task else ''}: expected a count >= 1 or null, "
                                      f"got {cap}")
 
     def cap(self, key: str, task: str) -> int | None:
@@ -337,10 +337,10 @@ class TrainConfig:
     eps: float = field(default=1e-8, metadata={"above": 0})
     weight_decay: float = field(default=0.01, metadata=at_least(0))
     warmup_steps: int = field(default=0, metadata=at_least(0))
-    grad_clip: float = field(default=1.0, metadata=at_least(0))
+    grad_clip: float | None = field(default=1.0, metadata={"above": 0})  # max gradient norm; None: no clipping
     dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})
     depth_rule: Literal["ends", "strided", "first_k", "importance"] = "ends"
-    seed: int = 0
+    seed: int = field(default=0, metadata=at_least(0))
     checkpoint_every: int = field(default=5, metadata=positive())
     log_every: int = field(default=2, metadata=positive())
     eval_blocks: int = field(default=128, metadata=positive())
@@ -351,6 +351,8 @@ class TrainConfig:
     def check_values(self, where: str) -> None:
         if (self.max_steps is None) == (self.max_tokens is None):
             raise InputError(f"{where}: set exactly one of max_steps and max_tokens")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise InputError(f"{where}.betas: expected two numbers in [0, 1), got {list(self.betas)}")
         if self.sampling == "uniform" and self.num_random < 1:
             raise InputError(f"{where}.num_random: uniform sampling draws num_random sub-networks; expected >= 1")
 
@@ -390,7 +392,7 @@ class ProxyParams:
     epochs: int = field(default=1, metadata=positive())
     batch_size: int = field(default=32, metadata=positive())
     max_steps: int | None = field(default=50, metadata=positive())
-    seed: int = 42
+    seed: int = field(default=42, metadata=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -419,7 +421,7 @@ class SearchParams:
     eval_blocks: int = field(default=128, metadata=positive())
     batch_size: int = field(default=32, metadata=positive())
     max_candidates: int | None = field(default=100, metadata=at_least(2))  # largest and smallest always kept
-    seed: int = 0
+    seed: int = field(default=0, metadata=at_least(0))
     seq_len: int = field(default=128, metadata=positive())
     convention: Literal["exact", "paper"] = "exact"
     criterion: Literal["relation", "hidden", "distill"] = "relation"
@@ -495,8 +497,8 @@ class FinetuneParams:
             raise InputError(f"{where}.models: expected a non-empty list of models")
         if not self.warmup_ratio < 1:
             raise InputError(f"{where}.warmup_ratio: expected a share of the steps in [0, 1), got {self.warmup_ratio}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise InputError(f"{where}.seeds: expected a non-empty list of distinct integers, got {self.seeds}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise InputError(f"{where}.seeds: expected a non-empty list of distinct integers >= 0, got {self.seeds}")
 
 
 @dataclass(frozen=True)

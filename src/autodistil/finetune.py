@@ -102,17 +102,19 @@ def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator, w
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
-def _collate(rows, pad_id: int, regression: bool) -> dict[str, torch.Tensor]:
-    n = max(len(r["input_ids"]) for r in rows)
-    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
-    types = torch.zeros((len(rows), n), dtype=torch.long)
-    mask = torch.zeros((len(rows), n), dtype=torch.long)
-    for i, r in enumerate(rows):
-        k = len(r["input_ids"])
-        ids[i, :k] = torch.as_tensor(r["input_ids"])
-        types[i, :k] = torch.as_tensor(r["token_type_ids"])
+def _collate(columns: dict[str, list], pad_id: int, regression: bool) -> dict[str, torch.Tensor]:
+    """One padded batch from a batch of dataset columns (``dataset[indices]``: one Arrow read, not one per row)."""
+    input_ids = columns["input_ids"]
+    n = max(len(ids) for ids in input_ids)
+    ids = torch.full((len(input_ids), n), pad_id, dtype=torch.long)
+    types = torch.zeros((len(input_ids), n), dtype=torch.long)
+    mask = torch.zeros((len(input_ids), n), dtype=torch.long)
+    for i, (row_ids, row_types) in enumerate(zip(input_ids, columns["token_type_ids"])):
+        k = len(row_ids)
+        ids[i, :k] = torch.as_tensor(row_ids)
+        types[i, :k] = torch.as_tensor(row_types)
         mask[i, :k] = 1
-    labels = torch.tensor([r["label"] for r in rows], dtype=torch.float if regression else torch.long)
+    labels = torch.tensor(columns["label"], dtype=torch.float if regression else torch.long)
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
 
 
@@ -152,16 +154,22 @@ def evaluate(clf, dataset, spec, batch_size: int = 64, device="cpu") -> dict[str
     pad = clf.config.pad_token_id or 0
     preds, gold = [], []
     # longest first: batches of similar lengths pad less; the metrics do not depend on the order
-    order = sorted(range(len(dataset)), key=lambda j: -len(dataset[j]["input_ids"]))
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    order = sorted(range(len(dataset)), key=lambda j: -lengths[j])
     for i in range(0, len(order), batch_size):
-        rows = [dataset[j] for j in order[i:i + batch_size]]
-        batch = _collate(rows, pad, spec.is_regression)
+        batch = _collate(dataset[order[i:i + batch_size]], pad, spec.is_regression)
         labels = batch.pop("labels")
         with mixed_precision(device):  # bf16 on CUDA; the metrics from fp32 logits
             logits = clf(**to_device(batch, device)).logits.float().cpu()
         preds.append(logits[:, 0] if spec.is_regression else logits.argmax(-1))
         gold.append(labels)
     return compute_metrics(spec, torch.cat(preds).numpy(), torch.cat(gold).numpy())
+
+
+def _improves(score: float, best: float) -> bool:
+    """Whether an epoch's dev score beats the best so far; NaN (an undefined metric) never wins and is always beaten,
+    so one NaN epoch cannot hold the best-epoch slot for the rest of the run."""
+    return not math.isnan(score) and (math.isnan(best) or score > best)
 
 
 def _read_losses(pending: list, log, bar, epoch: int) -> list[float]:
@@ -232,7 +240,7 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
         for rows in batches:
             if step >= total:
                 break
-            batch = _collate([train[int(j)] for j in rows], pad, spec.is_regression)
+            batch = _collate(train[[int(j) for j in rows]], pad, spec.is_regression)
             with mixed_precision(device):  # bf16 on CUDA (the loss itself is fp32 under autocast)
                 loss = clf(**to_device(batch, device)).loss
             loss.backward()
@@ -252,7 +260,7 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
         if log is not None:
             log({f"{split}.{k}": v for split in spec.dev_splits for k, v in record[split].items()}
                 | {"epoch": epoch + 1}, step)
-        if best is None or record[first][main] > best[first][main]:
+        if best is None or _improves(record[first][main], best[first][main]):
             best = record
             if keep == "best":
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in clf.state_dict().items()}

@@ -124,6 +124,19 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[key]
 
 
+def check_task_names(p, where: str = "params.yaml: prepare_glue") -> None:
+    """``prepare_glue.tasks`` and the keys of its per-task caps must be GLUE folder names (``SST-2``, not ``sst2``):
+    DVC names the stages, the raw and the prepared folders by them, and a cap under another spelling would
+    silently cap nothing."""
+    named = [(f"{where}.tasks", t) for t in p.tasks] + [
+        (f"{where}.{key}", t) for key in ("max_train_samples", "max_eval_samples")
+        if isinstance(getattr(p, key), dict) for t in getattr(p, key) if t != "default"]
+    for field_name, task in named:
+        canonical = get_task(task).name
+        if task != canonical:
+            raise InputError(f"{field_name}: {task!r} must be written as the GLUE folder name {canonical!r}")
+
+
 # ---------------------------------------------------------------------------------------------- loading
 @dataclass
 class Example:
@@ -431,6 +444,10 @@ def compute_metrics(spec: TaskSpec | str, predictions: Iterable, labels: Iterabl
             from sklearn.metrics import matthews_corrcoef
 
             out[name] = float(matthews_corrcoef(gold, preds))
+        elif name in ("pearson", "spearmanr") and (np.ptp(preds) == 0 or np.ptp(gold) == 0):
+            # a constant prediction (a collapsed regressor) has no correlation: 0, as sklearn's MCC reports for a
+            # constant classifier, rather than scipy's NaN, which no later epoch could beat or average away
+            out[name] = 0.0
         elif name == "pearson":
             from scipy.stats import pearsonr
 

@@ -68,13 +68,14 @@ def home_subspace(arch: Arch, candidates: Mapping[str, Sequence[Arch]]) -> str |
 
 
 class _CKA:
-    """Streaming linear CKA between two token sets (rows: tokens) of possibly different widths, in float64."""
+    """Streaming linear CKA between two token sets (rows: tokens) of possibly different widths, in float64 on the
+    tokens' own device (one read at the end, no copy to the host per batch)."""
 
     def __init__(self):
         self.n, self.sx = 0, None
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        x, y = x.reshape(-1, x.shape[-1]).double().cpu(), y.reshape(-1, y.shape[-1]).double().cpu()
+        x, y = x.reshape(-1, x.shape[-1]).double(), y.reshape(-1, y.shape[-1]).double()
         if self.sx is None:
             self.sx, self.sy = x.sum(0), y.sum(0)
             self.xx, self.yy, self.yx = x.T @ x, y.T @ y, y.T @ x

@@ -219,6 +219,9 @@ class SearchConfig:
                              f"(has {', '.join(budgets)})")
         proxy = None
         if p.proxy.enabled:
+            if p.proxy.task not in params.prepare_glue.tasks:  # the stage depends on data/glue: DVC prepares those
+                raise InputError(f"{src}: search.proxy.task {p.proxy.task!r} is not one of prepare_glue.tasks "
+                                 f"{params.prepare_glue.tasks}; add it there")
             task_dir = Path(glue_dir) / p.proxy.task
             if not (task_dir / "task.json").is_file():
                 raise InputError(f"{task_dir}: not a prepared GLUE task (search.proxy.task; run prepare_glue)")

@@ -90,13 +90,14 @@ class SuperLMJob:
                                     self.dist, self.device, log, extra_config=order)
         return self.result
 
-    def heldout_report(self) -> Callable[[], dict[str, float]]:
-        """A function giving the probes' held-out relation loss; the teacher's targets are computed once, here."""
+    def heldout_report(self) -> dict[str, float]:
+        """The probes' held-out relation loss now. The teacher's targets are computed for each call, not kept: on
+        a GPU they would hold ``eval_blocks`` x heads x T^2 relation maps in device memory all through training."""
         from .distill import HeldOut
 
         heldout = HeldOut(self.teacher, self.heldout_blocks[: self.cfg.eval_blocks],
                           self.cfg.spec(self.superlm.config.relation_heads), self.cfg.eval_batch_size, self.device)
-        return lambda: heldout_report(self.superlm, heldout, self.probes)
+        return heldout_report(self.superlm, heldout, self.probes)
 
     def save(self, folder: Path) -> None:
         """The trained SuperLM and, when it was sliced from the permuted teacher, the permutation (the search
@@ -132,11 +133,10 @@ def train_and_report(job: SuperLMJob, subspace: str, checkpoint_dir: Path, out_d
     from .tracking import log_step
 
     cfg = job.cfg
-    heldout_loss = job.heldout_report()
-    before = heldout_loss()
+    before = job.heldout_report()
     mlflow.log_metrics({f"heldout_before_{k}": v for k, v in before.items()})
     result = job.train(checkpoint_dir, log_step)
-    after = heldout_loss()
+    after = job.heldout_report()
     mlflow.log_metrics({f"heldout_after_{k}": v for k, v in after.items()})
 
     with atomic_path(out_dir, is_dir=True) as tmp:

@@ -61,6 +61,21 @@ def teacher_config(source: str = PACKAGED_MINILM) -> dict:
     return config
 
 
+def check_input_length(key: str, tokens: int, source: str) -> None:
+    """Refuse ``tokens``-long inputs (``key``: the params.yaml setting that asks for them) that the teacher, and so
+    every student, has no position embeddings for; it would otherwise fail inside the first forward pass (an
+    index error on CPU, a device-side assert on CUDA)."""
+    from types import SimpleNamespace
+
+    from .family import family_of_config
+    from .io import InputError
+
+    config = SimpleNamespace(**teacher_config(source))
+    limit = config.max_position_embeddings - family_of_config(config).position_offset(config)
+    if tokens > limit:
+        raise InputError(f"params.yaml: {key} is {tokens} tokens, the teacher {source!r} takes at most {limit}")
+
+
 def check_family(model_type: str | None, source: str) -> None:
     """Refuse a teacher whose ``model_type`` is not a supported family, in one line naming both."""
     if model_type not in SUPPORTED_FAMILIES:

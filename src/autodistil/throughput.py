@@ -8,6 +8,7 @@ with ``superlm.peak_tflops``.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Sequence
 
@@ -15,7 +16,9 @@ import torch
 
 from .space import Arch, exact_macs
 
-GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0, "V100": 125.0}
+# dense bf16 peaks (fp16 for the V100), by model name as a word of the device name ("NVIDIA A100-SXM4-80GB")
+GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L40": 181.0, "L4": 121.0,
+                        "A10": 125.0, "V100": 125.0}
 
 
 def peak_tflops(override: float | None, device: torch.device) -> float | None:
@@ -23,8 +26,8 @@ def peak_tflops(override: float | None, device: torch.device) -> float | None:
     if override is not None:
         return override
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), None)
+        words = set(re.split(r"[\s\-_]+", torch.cuda.get_device_name(device).upper()))
+        return next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in words), None)  # "L4" is no "L40S"
     return None
 
 

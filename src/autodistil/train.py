@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -260,7 +261,7 @@ def train_superlm(
         rows = np.sort(d.shard(order.rows(step)))
         archs = sampler(step)
         losses = sandwich_step(inputs, step, rows, archs)
-        grad_norm = torch.nn.utils.clip_grad_norm_(superlm.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(superlm.parameters(), cfg.grad_clip or math.inf)  # inf: norm only
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()

@@ -15,6 +15,12 @@ from .lattice import default_bands, teacher_lattice
 BAND_BANDS = ((0.30, 0.50), (0.075, 0.15), (0.02, 0.04))
 
 
+def band_bands(k: int) -> Sequence[Sequence[float]]:
+    """The band partition's default bands for ``k`` sub-spaces: :data:`BAND_BANDS` for three, else ``k`` bands
+    spread over the same range."""
+    return BAND_BANDS if k == 3 else default_bands(k, "gflops_exact")
+
+
 def band_partition(
     teacher: TeacherDims,
     k: int,
@@ -32,8 +38,7 @@ def band_partition(
     factor of ten in cost). The sub-spaces are disjoint because the (low, high] bands are; each lists only
     the values some candidate uses.
     """
-    k, names, bands = check_setup(k, names, convention, bands,
-                                   lambda k: BAND_BANDS if k == 3 else default_bands(k, "gflops_exact"), low_min=None)
+    k, names, bands = check_setup(k, names, convention, bands, band_bands, low_min=None)
     stock = convention == "stock"
     lattice = teacher_lattice(teacher, convention, floors)
     layers, hidden, heads, ratios = lattice.layers, lattice.hidden, lattice.heads, lattice.mlp_ratio

@@ -6,7 +6,7 @@ from ..config import Params
 from ..cost import Vocab
 from ..space import SearchSpaceError, SubSpace, TeacherDims
 from .auto import DEFAULT_VALUES, auto_partition
-from .band import BAND_BANDS, band_partition
+from .band import band_bands, band_partition
 from .document import subspaces_document
 from .explicit import explicit_partition
 from .lattice import DEFAULT_FLOORS, default_bands, default_names
@@ -57,7 +57,7 @@ def partition_from_params(params: Params, src: str = "params.yaml") -> tuple[lis
                 vocab=vocab, seq_len=p.seq_len, prefer=auto.prefer)
         else:  # band
             band = p.band
-            settings.update({"bands": band.bands if band.bands is not None else [list(b) for b in BAND_BANDS],
+            settings.update({"bands": band.bands if band.bands is not None else [list(b) for b in band_bands(p.k)],
                              "floors": {**DEFAULT_FLOORS, **band.floors}})
             subs = band_partition(teacher, p.k, names=p.names if len(p.names) == p.k else None, bands=band.bands,
                                   convention=p.convention, floors=band.floors, seq_len=p.seq_len)

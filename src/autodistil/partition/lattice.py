@@ -139,7 +139,8 @@ def measure_of(arch: Arch, measure: str, teacher: TeacherDims, vocab: Vocab = Vo
     if measure == "params":
         return paper_params(arch, teacher.heads, vocab)
     if measure == "nonembed_params":
-        return paper_params(arch, teacher.heads, vocab) - arch.hidden * (
+        # less the embedding tables (and their LayerNorm), at the embeddings' own width (ELECTRA's may be narrower)
+        return paper_params(arch, teacher.heads, vocab) - (vocab.embedding_size or arch.hidden) * (
             vocab.size + vocab.positions + vocab.token_types + 2)
     if measure == "gflops":
         return paper_gflops(arch, seq_len, teacher.heads)
