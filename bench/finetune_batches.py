@@ -1,4 +1,5 @@
-"""Host time to read one fine-tuning batch from a prepared GLUE split: one Arrow read per row against one per batch.
+"""Host time of fine-tuning's reads from a prepared GLUE split: batches (one Arrow read per row against one per
+batch) and the token counts that length grouping sorts by (the column as Python lists against Arrow's offsets).
 
     python bench/finetune_batches.py [--rows 392702] [--batch-size 32] [--batches 200]
 
@@ -7,7 +8,8 @@ take, columns back). At MNLI's size (392,702 training pairs, the default here) o
 takes a few milliseconds, so the host's share of a step is what this measures. The split is synthetic (random
 token ids, lengths 8 to 128 as GLUE pairs have), saved and memory-mapped with ``datasets`` as
 ``autodistil.glue.load_glue`` does; both readers take the same random batches, side by side, and must return
-the same rows. Prints milliseconds per batch of each and their ratio; writes bench/finetune_batches.json.
+the same rows. Prints milliseconds per batch of each and their ratio, and the seconds to read every row's token
+count both ways; writes bench/finetune_batches.json.
 """
 
 import argparse
@@ -17,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from autodistil.finetune import token_counts
 
 
 def synthetic_split(rows: int, folder: Path):
@@ -65,9 +69,16 @@ def main() -> None:
         for _ in range(3):  # interleaved: a busy machine slows both alike
             per_row_ms.append(ms_per_batch(per_row, batches))
             per_batch_ms.append(ms_per_batch(per_batch, batches))
+        t0 = time.perf_counter()
+        from_lists = [len(ids) for ids in split["input_ids"]]
+        t1 = time.perf_counter()
+        from_offsets = token_counts(split)
+        t2 = time.perf_counter()
+        assert from_lists == from_offsets
     result = {"rows": args.rows, "batch_size": args.batch_size, "batches": args.batches,
               "per_row_ms": round(float(np.median(per_row_ms)), 3), "per_batch_ms": round(float(np.median(per_batch_ms)), 3)}
     result["ratio"] = round(result["per_row_ms"] / result["per_batch_ms"], 2)
+    result |= {"lengths_lists_s": round(t1 - t0, 3), "lengths_offsets_s": round(t2 - t1, 4)}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 

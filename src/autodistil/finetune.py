@@ -118,6 +118,14 @@ def _collate(columns: dict[str, list], pad_id: int, regression: bool) -> dict[st
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
 
 
+def token_counts(split) -> list[int]:
+    """Token count of every row of a prepared split, from Arrow's list offsets: no row is read (at MNLI's 393 k
+    training pairs, reading the column as Python lists takes seconds)."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(split.with_format("arrow")["input_ids"]).to_pylist()
+
+
 def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
     """The batch on ``device``; to a GPU from pinned memory, asynchronously (a copy from pageable memory would make
     the host wait for every queued kernel, i.e. a sync per step)."""
@@ -154,7 +162,7 @@ def evaluate(clf, dataset, spec, batch_size: int = 64, device="cpu") -> dict[str
     pad = clf.config.pad_token_id or 0
     preds, gold = [], []
     # longest first: batches of similar lengths pad less; the metrics do not depend on the order
-    lengths = [len(ids) for ids in dataset["input_ids"]]
+    lengths = token_counts(dataset)
     order = sorted(range(len(dataset)), key=lambda j: -lengths[j])
     for i in range(0, len(order), batch_size):
         batch = _collate(dataset[order[i:i + batch_size]], pad, spec.is_regression)
@@ -228,7 +236,7 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
     main, first = spec.main_metric, spec.dev_splits[0]
     step, history, best, best_state = 0, [], None, None
     bar = tqdm(total=total, desc=desc, disable=not progress, unit="step")
-    lengths = [len(ids) for ids in train["input_ids"]]
+    lengths = token_counts(train)
     for epoch in range(cfg.epochs):
         clf.train()
         if cfg.group_by_length:
