@@ -7,7 +7,8 @@ mlflow.experiment), metrics/search/<subspace>.csv, metrics/glue/<model>/<task>.j
 finetune.models and task of prepare_glue.tasks, and the measured latencies (metrics/teacher.json,
 metrics/export/<student>.json). Writes
 
-- metrics/summary.json   per model: kind (teacher / student / random), params and GFLOPs (paper and exact
+- metrics/summary.json   per model (with metrics/yardstick.json: its yardstick scores and each student's retention
+                         on them): kind (teacher / student / random), params and GFLOPs (paper and exact
                          conventions), measured latency, score per task (mean and std over seeds, in points
                          = x100) and the GLUE average over the tasks run; per student, its gain over its
                          random-init baseline on every task;
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--pictures", required=True, help="where pareto.png and glue_vs_cost.png go")
     ap.add_argument("--exports", required=True, help="the export stages' metrics (<student>.json: latency)")
     ap.add_argument("--teacher", required=True, help="the teacher stage's metrics (latency)")
+    ap.add_argument("--yardstick", default=None, help="the yardstick stage's metrics (scores without fine-tuning)")
     args = ap.parse_args()
     params = load(args.params)
 
@@ -51,7 +53,8 @@ def main() -> None:
     protocol = common_protocol(results, params.prepare_glue.max_length, Path(args.results))
     with tracked("report", params, {"finetune": protocol, "tasks": params.prepare_glue.tasks}) as run:
         record(run, report_job(params, results, protocol, Path(args.search), Path(args.exports), Path(args.teacher),
-                               Path(args.summary), Path(args.markdown), Path(args.plot), Path(args.pictures)))
+                               Path(args.summary), Path(args.markdown), Path(args.plot), Path(args.pictures),
+                               Path(args.yardstick) if args.yardstick else None))
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def test_the_probe_set_is_the_same_for_k1_and_k3_and_each_partition_trains_every
 
 
 def test_cka_is_one_for_the_teacher_itself_and_invariant_to_a_rotation():
-    from autodistil.probes import _CKA
+    from autodistil.yardstick import StreamingCKA as _CKA
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 16, generator=g)

@@ -146,6 +146,13 @@ def stage_tree(tmp_path: Path, task_dir: Path, model_dir: Path, **finetune_param
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "metrics" / "export").mkdir(parents=True)  # the export stage's latency, read by the report
     (tmp_path / "metrics" / "export" / "s.json").write_text(json.dumps({"student": "s", "latency_ms": 1.5}))
+    # the yardstick stage's record, in its format (that stage is run for real by the slow pipeline test)
+    scores = {"pairs_low": 55.0, "pairs_high": 65.0, "cka": 0.5}
+    (tmp_path / "metrics" / "yardstick.json").write_text(json.dumps({
+        "tasks": ["RTE"], "pooling": "mean", "pairs_per_task": {"RTE": 10},
+        "models": {"s": {"kind": "student", "pairs": 60.0, "agreement": 70.0, **scores},
+                   "random-s": {"kind": "random", "pairs": 50.0, "agreement": 40.0, **scores}},
+        "retention": {"s": {"pairs": 0.5, "agreement": 0.4}}, "student_minus_twin": {}}))
     return tmp_path
 
 
@@ -180,6 +187,8 @@ def test_finetune_and_report_stages(tmp_path, task_dir, model_dir, mlflow_root, 
     assert summary["every_student_beats_random"] == (s["glue_avg"] > r["glue_avg"])
     text = (root / "reports/summary.md").read_text()
     assert "| s | student |" in text and "the **best** dev epoch" in text and "seeds [1, 2]" in text
+    assert "## Yardstick" in text and "| s | student | 60.00 (55.0, 65.0) | 70.0 | 0.500 | 0.50 | 0.40 |" in text
+    assert summary["yardstick"]["retention"]["s"] == {"pairs": 0.5, "agreement": 0.4}
     assert (root / "plots/glue_avg.csv").read_text().splitlines()[0] == "model,kind,params_exact_m,gflops_exact,glue_avg"
     for picture in ("glue_vs_cost.png", "pareto.png"):  # written whole, as PNG
         assert (root / "reports" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

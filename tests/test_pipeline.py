@@ -26,6 +26,7 @@ MICRO = {
     "search": {"eval_blocks": 8, "max_candidates": 4, "latency": {"warmup": 0, "repeats": 1}},
     "probes": {"eval_blocks": 8, "batch_size": 8, "per_band": 1},
     "finetune": {"models": ["teacher", "tiny", "random-tiny"], "epochs": 2, "max_steps": 3, "batch_size": 8},
+    "yardstick": {"max_pairs": 48, "cka_blocks": 8, "bootstrap": 20},
 }
 
 
@@ -166,6 +167,17 @@ def test_micro_pipeline_runs_end_to_end_and_then_is_up_to_date(micro_repo):
     retention = summary["retention"]["tiny"]
     assert retention["gflops_exact_frac"] <= 0.04 and set(retention["tasks"]) == {"MRPC"}
     assert "| teacher | teacher |" in (repo / "reports" / "summary.md").read_text()
+    yardstick = json.loads((repo / "metrics" / "yardstick.json").read_text())
+    assert set(yardstick["models"]) == set(MICRO["finetune"]["models"]) and yardstick["pooling"] == "mean"
+    assert yardstick["models"]["teacher"]["agreement"] == pytest.approx(100.0)
+    assert yardstick["models"]["teacher"]["cka"] == pytest.approx(1.0) and yardstick["pairs_per_task"] == {"RTE": 48}
+    assert summary["yardstick"]["retention"]["tiny"]["pairs"] is not None
+    probes = json.loads((repo / "metrics" / "probes.json").read_text())
+    assert all(p["pairs"] is not None and p["agreement"] is not None for p in probes["probes"] if p["subspace"])
+    # a student of the sentence-transformers teacher carries its pooling modules, as do the teacher and the twin
+    for model in ("teacher", "tiny", "random-tiny"):
+        assert json.loads((repo / "models" / model / "1_Pooling" / "config.json").read_text())[
+            "pooling_mode_mean_tokens"]
     corpus = json.loads((repo / "metrics" / "corpus.json").read_text())
     assert corpus["train"]["blocks"] == 8192 // 128
 

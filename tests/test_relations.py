@@ -142,3 +142,44 @@ def test_unpadded_blocks_need_no_mask(kind):
     assert unmasked.item() == pytest.approx(masked.item(), rel=1e-6)
     for a, b in zip(torch.autograd.grad(unmasked, student), grads):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+@pytest.mark.parametrize("heads", [1, 2, 3, 5, 8, 11, 12])
+def test_a_student_keeping_whole_teacher_heads_scores_zero_head_aligned(kind, heads):
+    """The distilled layer of a sub-network that receives the teacher's input and keeps its heads' weights
+    projects exactly the teacher's leading heads: the head-aligned split scores 0 at any head count; the paper's
+    fixed split (12 relation heads of width // 12 channels) does not, below the teacher's head count."""
+    teacher = _qkv(7, tokens=9, width=12 * 8)  # 12 heads of 8 channels
+    student = tuple(x[..., : heads * 8] for x in teacher)
+    mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3])
+    assert relation_loss(student, teacher, mask, 12, kind, split="heads").item() == pytest.approx(0.0, abs=1e-6)
+    fixed = relation_loss(student, teacher, mask, 12, kind, split="fixed").item() if heads * 8 >= 12 else None
+    if heads < 12 and fixed is not None:
+        assert fixed > 1e-2
+    if heads == 12:
+        assert fixed == pytest.approx(0.0, abs=1e-6)
+
+
+def test_head_aligned_zero_through_a_real_sub_network():
+    """The same on a SuperLM sliced from a teacher: its one-layer sub-network keeping 2 of 4 heads of the last
+    layer, fed the teacher's input to that layer, projects the teacher's first two heads and scores 0."""
+    from autodistil.space import SubSpace
+
+    teacher = tiny_teacher(layers=1)
+    superlm = tiny_superlm(teacher, SubSpace.from_dict("one", {"layers": [1], "heads": [2, 4], "hidden": [64],
+                                                                "mlp_ratio": [2]}))
+    ids, mask, _ = padded_batch()
+    arch = Arch(1, 2, 64, 128, 16)  # hidden kept whole, 2 of the 4 heads
+    superlm.eval()
+    with torch.no_grad():
+        out = superlm(ids, mask, arch=arch, distill_layer=-1, stop_at_distill_layer=True)
+        t = teacher_qkv(teacher, ids, mask, -1)
+    assert out.qkv[0].shape[-1] == 32
+    assert relation_loss(out.qkv, t, mask, 4, "kl", split="heads").item() == pytest.approx(0.0, abs=1e-5)
+    assert relation_loss(out.qkv, t, mask, 4, "kl", split="fixed").item() > 1e-4  # random weights: near-uniform maps
+
+
+def test_a_width_that_is_no_whole_number_of_heads_is_refused():
+    with pytest.raises(ValueError, match="not a whole number of the teacher's 4 heads of 6"):
+        relation_loss(_qkv(0, width=20), _qkv(1, width=24), None, 4, "kl", split="heads")

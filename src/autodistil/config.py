@@ -309,6 +309,7 @@ class DistillSpec:
     student_layer: int = -1
     relation_heads: int = 12
     hidden_weight: float = 0.0
+    relation_split: str = "heads"  # heads: the student's whole heads against the teacher's leading ones | fixed (paper)
 
     @property
     def uses_hidden(self) -> bool:
@@ -323,6 +324,7 @@ class TrainConfig:
     teacher_layer: int = -1
     student_layer: int = -1
     hidden_weight: float = field(default=0.0, metadata=at_least(0))  # 0: the paper's relation loss alone
+    relation_split: Literal["heads", "fixed"] = "heads"  # heads: whole heads aligned | fixed: N_r pieces (paper)
     init_order: Literal["importance", "leading"] = "importance"  # importance: permute the teacher before slicing
     calibration_blocks: int = field(default=64, metadata=positive())
     segments: Literal["single", "pairs"] = "single"  # pairs: each block cut into two segments, token types 0/1
@@ -369,7 +371,8 @@ class TrainConfig:
 
     def spec(self, relation_heads: int) -> "DistillSpec":
         """The distillation objective of this training."""
-        return DistillSpec(self.loss, self.teacher_layer, self.student_layer, relation_heads, self.hidden_weight)
+        return DistillSpec(self.loss, self.teacher_layer, self.student_layer, relation_heads, self.hidden_weight,
+                           self.relation_split)
 
 
 @dataclass(frozen=True)
@@ -491,6 +494,7 @@ class FinetuneParams:
     eval_batch_size: int = field(default=128, metadata=positive())
     keep_weights: bool = False
     device: Device = "auto"
+    pooling: Literal["auto", "cls", "mean"] = "auto"  # auto: the teacher's (sentence-transformers config, else pooler)
 
     def check_values(self, where: str) -> None:
         if not self.models:
@@ -499,6 +503,25 @@ class FinetuneParams:
             raise InputError(f"{where}.warmup_ratio: expected a share of the steps in [0, 1), got {self.warmup_ratio}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise InputError(f"{where}.seeds: expected a non-empty list of distinct integers >= 0, got {self.seeds}")
+
+
+@dataclass(frozen=True)
+class YardstickParams:
+    """``yardstick``: the task-agnostic measure of every model (autodistil.yardstick)."""
+
+    tasks: list[str] = field(default_factory=lambda: ["RTE"])  # sentence-pair GLUE tasks
+    splits: list[str] = field(default_factory=lambda: ["train", "dev"])  # pooled before the subset
+    max_pairs: int | None = field(default=None, metadata=positive())  # seeded subset per task; null: all
+    max_length: int = field(default=128, metadata=positive())
+    cka_blocks: int = field(default=64, metadata=positive())  # held-out corpus blocks of the CKA
+    bootstrap: int = field(default=1000, metadata=at_least(0))  # resamples of the pairs for the interval
+    batch_size: int = field(default=64, metadata=positive())
+    seed: int = field(default=0, metadata=at_least(0))  # of the subset, the bootstrap and the random twins
+
+    def check_values(self, where: str) -> None:
+        # which tasks are sentence pairs is the task registry's (autodistil.glue), checked where the pairs are read
+        if not self.tasks:
+            raise InputError(f"{where}.tasks: expected a non-empty list of sentence-pair GLUE tasks")
 
 
 @dataclass(frozen=True)
@@ -515,6 +538,7 @@ class Params:
     search: SearchParams = SearchParams()
     probes: ProbesParams = ProbesParams()
     finetune: FinetuneParams = FinetuneParams()
+    yardstick: YardstickParams = YardstickParams()
 
 
 def from_mapping(params: Mapping, source: str = "params.yaml") -> Params:

@@ -74,7 +74,7 @@ def student_losses(superlm: nn.Module, arch: Arch, batch: dict, target: TeacherT
         arch=arch, distill_layer=spec.student_layer, stop_at_distill_layer=True, distill_hidden=hidden,
     )
     terms = {"relation": relation_loss(out.qkv, target.qkv, batch["attention_mask"], spec.relation_heads, spec.loss,
-                                       teacher_rel)}
+                                       teacher_rel, spec.relation_split)}
     if hidden:
         terms["hidden"] = hidden_loss(out.hidden, target.hidden, batch["attention_mask"])
     return terms

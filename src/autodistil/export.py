@@ -78,8 +78,11 @@ def export_student(
     tokenizer=None,
     info: dict | None = None,
     seq_len: int = 128,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``arch`` as a model folder (weights, config, tokenizer, ``autodistil.json``), atomically."""
+    """Write ``arch`` as a model folder (weights, config, tokenizer, ``autodistil.json``), atomically.
+    ``extra_files``: ``{relative path: text}`` written beside them (the teacher's sentence-transformers modules,
+    :func:`autodistil.pooling.sentence_transformers_files`)."""
     out_dir = Path(out_dir)
     model = build_student(superlm, arch)
     cfg = superlm.config
@@ -110,8 +113,15 @@ def export_student(
             config_file.write_text(json.dumps(config, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        write_files(tmp, extra_files or {})
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out_dir
+
+
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
 
 
 @torch.no_grad()
@@ -149,11 +159,23 @@ def export_random_baseline(student_dir: str | Path, out_dir: str | Path) -> Path
     record.update(kind="random", student=student.get("student"),
                   init=f"random: transformers' {_family_name(student)} initialisation, seeded by the fine-tuning seed")
     with atomic_path(out_dir, is_dir=True) as tmp:
-        for f in student_dir.iterdir():  # config, tokenizer files, remote code; not the weights
-            if f.is_file() and f.name != INFO_FILE and not f.name.endswith((".safetensors", ".bin")):
+        for f in student_dir.iterdir():  # config, tokenizer files, remote code, pooling modules; not the weights
+            if f.is_dir():
+                shutil.copytree(f, tmp / f.name)
+            elif f.name != INFO_FILE and not f.name.endswith((".safetensors", ".bin")):
                 shutil.copy2(f, tmp / f.name)
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out_dir
+
+
+def teacher_module_files(source: str, hidden: int) -> dict[str, str]:
+    """The teacher's sentence-transformers module files for a model of width ``hidden`` (none for a plain teacher
+    or a hub id not on disk)."""
+    from .pooling import sentence_transformers_files
+    from .teacher import resolve_source
+
+    folder = Path(resolve_source(source))
+    return sentence_transformers_files(folder, hidden) if folder.is_dir() else {}
 
 
 def snapshot_teacher(params: Params, out_dir: str | Path, metrics_path: str | Path):
@@ -183,6 +205,7 @@ def snapshot_teacher(params: Params, out_dir: str | Path, metrics_path: str | Pa
     with atomic_path(out_dir, is_dir=True) as tmp:
         teacher.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_files(tmp, teacher_module_files(source, dims.hidden))
         (tmp / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
     latency = measure_latency(teacher, params.search.latency)
     return Record({"arch": arch.name, "latency_ms": latency["latency_ms"], "latency": latency}, metrics_path,
@@ -227,7 +250,8 @@ def export_job(params: Params, student: str, subspace: str, search: dict, runs: 
             **({"proxy": chosen["proxy"]} if "proxy" in chosen else {}),
             **search.get("provenance", {})}
     student_dir = Path(out) / student
-    export_student(superlm, arch, student_dir, load_tokenizer(source), info, search.get("seq_len", 128))
+    export_student(superlm, arch, student_dir, load_tokenizer(source), info, search.get("seq_len", 128),
+                   teacher_module_files(source, arch.hidden))
     export_random_baseline(student_dir, Path(out) / f"random-{student}")
     record = read_info(student_dir)
     # latency of the model users will load: the same class and weights as the exported folder

@@ -44,10 +44,12 @@ class FinetuneConfig:
     group_by_length: bool = False  # batches of similar lengths (see length_grouped_batches)
     eval_batch_size: int = 64
     device: str = "cpu"
+    pooling: str = "cls"  # cls (the model type's classifier on [CLS]) | mean (MeanPoolingClassifier) | auto (the
+    # model folder's own: autodistil.pooling.pooling_of_folder)
 
 
 PROTOCOL_KEYS = ("lr", "batch_size", "epochs", "max_steps", "warmup_ratio", "weight_decay", "group_by_length",
-                 "eval_batch_size", "device")
+                 "eval_batch_size", "device", "pooling")
 
 
 @dataclass(frozen=True)
@@ -134,15 +136,62 @@ def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]
     return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def load_classifier(model, num_labels: int, regression: bool, random_init: bool = False):
-    """The model type's sequence classifier (BERT: pooled [CLS] -> dropout -> linear) from a model folder or an
-    in-memory encoder.
+class MeanPoolingClassifier(torch.nn.Module):
+    """Encoder -> mean over real tokens -> dropout -> linear: the classifier of a model whose teacher pools by the
+    mean (a sentence-transformers teacher), in the interface of transformers' sequence classifiers."""
+
+    def __init__(self, encoder, num_labels: int, regression: bool):
+        super().__init__()
+        self.encoder, self.config, self.regression = encoder, encoder.config, regression
+        cfg = encoder.config
+        p = getattr(cfg, "classifier_dropout", None)
+        self.dropout = torch.nn.Dropout(cfg.hidden_dropout_prob if p is None else p)
+        self.classifier = torch.nn.Linear(cfg.hidden_size, num_labels)
+        self.classifier.weight.data.normal_(0.0, getattr(cfg, "initializer_range", 0.02))
+        self.classifier.bias.data.zero_()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        from .pooling import pool
+
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        logits = self.classifier(self.dropout(pool(hidden, attention_mask, "mean")))
+        loss = None
+        if labels is not None:
+            loss = (torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float()) if self.regression
+                    else torch.nn.functional.cross_entropy(logits.float(), labels))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def save_pretrained(self, folder) -> None:
+        """The encoder as a model folder, and the head beside it (``classifier_head.pt``)."""
+        self.encoder.save_pretrained(folder)
+        torch.save(self.classifier.state_dict(), Path(folder) / "classifier_head.pt")
+
+
+def load_classifier(model, num_labels: int, regression: bool, random_init: bool = False, pooling: str = "cls"):
+    """The sequence classifier of a model folder or an in-memory encoder: with ``pooling: cls`` the model type's
+    own (BERT: pooled [CLS] -> dropout -> linear), with ``mean`` a :class:`MeanPoolingClassifier`.
 
     ``random_init``: the folder's architecture with transformers' own random initialisation (seeded by the
     caller), the baseline that shows what the pretrained / distilled weights are worth.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+    if pooling == "mean":
+        if random_init:
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(model), trust_remote_code=True),
+                                            trust_remote_code=True)
+        elif isinstance(model, (str, Path)):
+            encoder = AutoModel.from_pretrained(str(model), trust_remote_code=True)
+        else:
+            encoder = model
+        return MeanPoolingClassifier(encoder, num_labels, regression)
+    if pooling != "cls":
+        raise ValueError(f"unknown pooling {pooling!r}; expected cls or mean")
     kwargs = {"num_labels": num_labels, "problem_type": "regression" if regression else "single_label_classification"}
     if random_init:
         config = AutoConfig.from_pretrained(str(model), trust_remote_code=True, **kwargs)
@@ -215,7 +264,12 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
     ds, spec, _ = load_glue(task_dir)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # the classifier head (and, for random_init, every weight)
-    clf = load_classifier(model, spec.num_labels, spec.is_regression, random_init).to(device)
+    pooling = cfg.pooling
+    if pooling == "auto":
+        from .pooling import pooling_of_folder
+
+        pooling = pooling_of_folder(model) if isinstance(model, (str, Path)) else "cls"
+    clf = load_classifier(model, spec.num_labels, spec.is_regression, random_init, pooling).to(device)
     train = ds["train"]
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -276,6 +330,7 @@ def finetune(model, task_dir, cfg: FinetuneConfig = FinetuneConfig(), log=None, 
             break
     bar.close()
     result = {"task": spec.name, "main_metric": main, "main_split": first, "dev_splits": list(spec.dev_splits),
+              "pooling": pooling,
               "score": best[first][main], "best_epoch": best["epoch"],
               "best": best, "last": history[-1], "epochs": history, "steps": step, "train_examples": len(train),
               "seconds": time.perf_counter() - t0}
@@ -323,6 +378,7 @@ def finetune_model(protocol: Protocol, model: str, task: str, model_dir: Path, t
         "params_module": info.get("params_module"),
         **({"student": info["student"]} if kind == "random" else {}),
         "protocol": {**protocol.to_dict(), "train_examples": res["train_examples"]},
+        "pooling": res["pooling"],
         "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 2),
     }
     with atomic_path(Path(out_root) / model / task, is_dir=True) as tmp:

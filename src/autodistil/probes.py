@@ -25,6 +25,7 @@ import torch
 
 from .config import Params
 from .space import Arch, Envelope, TeacherDims
+from .yardstick import StreamingCKA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,34 +68,6 @@ def home_subspace(arch: Arch, candidates: Mapping[str, Sequence[Arch]]) -> str |
     return min(fitting, key=lambda n: (envelopes[n].hidden, envelopes[n].layers, n)) if fitting else None
 
 
-class _CKA:
-    """Streaming linear CKA between two token sets (rows: tokens) of possibly different widths, in float64 on the
-    tokens' own device (one read at the end, no copy to the host per batch)."""
-
-    def __init__(self):
-        self.n, self.sx = 0, None
-
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        x, y = x.reshape(-1, x.shape[-1]).double(), y.reshape(-1, y.shape[-1]).double()
-        if self.sx is None:
-            self.sx, self.sy = x.sum(0), y.sum(0)
-            self.xx, self.yy, self.yx = x.T @ x, y.T @ y, y.T @ x
-        else:
-            self.sx += x.sum(0)
-            self.sy += y.sum(0)
-            self.xx += x.T @ x
-            self.yy += y.T @ y
-            self.yx += y.T @ x
-        self.n += len(x)
-
-    def value(self) -> float:
-        mx, my = self.sx / self.n, self.sy / self.n  # centre: Gram of centred rows = Gram - n * outer(mean)
-        xx = self.xx - self.n * torch.outer(mx, mx)
-        yy = self.yy - self.n * torch.outer(my, my)
-        yx = self.yx - self.n * torch.outer(my, mx)
-        return float(yx.pow(2).sum() / (xx.pow(2).sum().sqrt() * yy.pow(2).sum().sqrt()))
-
-
 @torch.no_grad()
 def cka_to_teacher(superlm, arch: Arch, heldout) -> float:
     """Linear CKA between ``arch``'s final hidden states and the teacher's (the targets ``heldout`` holds,
@@ -103,7 +76,7 @@ def cka_to_teacher(superlm, arch: Arch, heldout) -> float:
 
     was_training = superlm.training
     superlm.eval()
-    cka = _CKA()
+    cka = StreamingCKA()
     try:
         with mixed_precision(heldout.device):
             for batch, target in zip(heldout.batches, heldout.targets):
@@ -114,20 +87,28 @@ def cka_to_teacher(superlm, arch: Arch, heldout) -> float:
     return cka.value()
 
 
-def score_probes(probes: Sequence[Probe], scorers: Mapping[str, tuple], homes: Mapping[str, str | None]
-                 ) -> list[dict]:
-    """One row per probe: its arch and cost, the sub-space whose SuperLM scored it and both measures.
+def score_probes(probes: Sequence[Probe], scorers: Mapping[str, tuple], homes: Mapping[str, str | None],
+                 yardstick=None) -> list[dict]:
+    """One row per probe: its arch and cost, the sub-space whose SuperLM scored it and both measures, and with a
+    :class:`autodistil.yardstick.Yardstick` its ``pairs`` and ``agreement`` scores.
     ``scorers`` maps a sub-space to ``(superlm, heldout)``; ``homes`` a probe name to its sub-space (None: not
     reached, recorded with empty measures)."""
+    from .yardstick import subnet_encoder
+
     rows = []
     for p in probes:
         home = homes[p.name]
         row = {"probe": p.name, "band": p.band, "arch": p.arch.name, "gflops_frac": round(p.gflops_frac, 5),
                "subspace": home, "relation": None, "cka": None}
+        if yardstick is not None:
+            row.update(pairs=None, agreement=None)
         if home is not None:
             superlm, heldout = scorers[home]
             row["relation"] = heldout.loss(superlm, p.arch, "relation")
             row["cka"] = cka_to_teacher(superlm, p.arch, heldout)
+            if yardstick is not None:
+                record, _ = yardstick.score(subnet_encoder(superlm, p.arch))
+                row.update(pairs=record["pairs"], agreement=record.get("agreement"))
         rows.append(row)
     return rows
 
@@ -136,8 +117,8 @@ def summarise(rows: Sequence[dict]) -> dict:
     """Mean of each measure over all probes and per band (probes the arm did not reach are left out and counted)."""
     def means(subset):
         scored = [r for r in subset if r["relation"] is not None]
-        return {"relation": float(np.mean([r["relation"] for r in scored])) if scored else None,
-                "cka": float(np.mean([r["cka"] for r in scored])) if scored else None,
+        keys = [k for k in ("relation", "cka", "pairs", "agreement") if any(k in r for r in subset)]
+        return {**{k: float(np.mean([r[k] for r in scored])) if scored else None for k in keys},
                 "probes": len(scored), "unreached": len(subset) - len(scored)}
 
     bands = list(dict.fromkeys(r["band"] for r in rows))
@@ -213,12 +194,28 @@ def probes_job(plan: ProbesPlan, metrics_path: str | Path):
         superlm, teacher = load_superlm_and_teacher(plan.superlm / name, source, plan.dims, [], device, plan.partition)
         spec = DistillSpec(loss="kl", relation_heads=superlm.config.relation_heads)  # the same yardstick for all
         scorers[name] = (superlm, HeldOut(teacher, plan.blocks, spec, p.batch_size, device))
-    rows = score_probes(plan.probes, scorers, homes)
+    rows = score_probes(plan.probes, scorers, homes, probe_yardstick(plan.params, plan.blocks, device))
     summary = summarise(rows)
     metrics = {"probes": rows, **summary, "heldout_blocks": len(plan.blocks),
                "seconds": round(time.perf_counter() - t0, 1)}
-    logged = {"": {"relation": summary["all"]["relation"], "cka": summary["all"]["cka"]},
-              **{f"{band}.": {"relation": m["relation"], "cka": m["cka"]} for band, m in summary["by_band"].items()}}
-    by_band = {b: {k: m[k] for k in ("relation", "cka")} for b, m in summary["by_band"].items()}
-    return Record(metrics, metrics_path, logged=logged, summary={"relation": summary["all"]["relation"],
-                                                                 "cka": summary["all"]["cka"], "by_band": by_band})
+    measures = ("relation", "cka", "pairs", "agreement")
+    logged = {"": {k: summary["all"][k] for k in measures},
+              **{f"{band}.": {k: m[k] for k in measures} for band, m in summary["by_band"].items()}}
+    by_band = {b: {k: m[k] for k in measures} for b, m in summary["by_band"].items()}
+    return Record(metrics, metrics_path, logged=logged, summary={**{k: summary["all"][k] for k in measures},
+                                                                 "by_band": by_band})
+
+
+def probe_yardstick(params: Params, blocks, device):
+    """The yardstick of params.yaml around the unpermuted teacher (its measures ignore the importance order)."""
+    from transformers import AutoTokenizer
+
+    from .pooling import resolve_pooling
+    from .teacher import load_teacher, tokenizer_source
+    from .yardstick import Yardstick, hf_encoder, load_pair_sets
+
+    y, source = params.yardstick, params.teacher.source
+    sets = load_pair_sets(params.prepare_glue.source, y.tasks, y.splits, y.max_pairs, y.seed, params.prepare_glue.hub)
+    return Yardstick(sets, AutoTokenizer.from_pretrained(tokenizer_source(source)),
+                     resolve_pooling(params.finetune.pooling, source), y.max_length, y.batch_size, 0, y.seed,
+                     None, hf_encoder(load_teacher(source, device)), device)

@@ -1,8 +1,17 @@
 """Self-attention relation distillation (MiniLMv2 style).
 
-For X in {Q, K, V} of one layer, the [batch, tokens, width] projections are split into N_r relation
-heads of size d_r = width // N_r (trailing channels dropped) and turned into relations
-X_a X_a^T / sqrt(d_r). Two losses compare student and teacher relations:
+For X in {Q, K, V} of one layer, the [batch, tokens, width] projections are split into relation heads and
+turned into relations X_a X_a^T / sqrt(d_r). Two splits (``SPLITS``):
+
+- ``heads`` (default): the relation heads are the attention heads. A student sliced from the teacher keeps whole
+  heads of the teacher's head size, so its head a is compared with the teacher's head a (the teacher's extra heads
+  are left out). A perfect slice scores exactly 0 at any head count.
+- ``fixed`` (the paper's and the authors' code): N_r relation heads (the teacher's head count) of width // N_r
+  channels on both sides (trailing channels dropped). A student with fewer heads than the teacher then compares
+  pieces of its inherited heads with the teacher's whole heads: a perfect slice scores far from 0 (KL 0.6 to 1.5
+  at 11 to 4 heads of the packaged MiniLM teacher).
+
+Two losses compare student and teacher relations:
 
 - ``kl`` (the paper, default): softmax over keys, KL(teacher || student), mean over relation heads and
   real query tokens, summed over Q, K, V;
@@ -23,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 LOSSES = ("kl", "mse")
+SPLITS = ("heads", "fixed")
 
 
 class QKV(NamedTuple):
@@ -41,6 +51,25 @@ def relation_scores(x: torch.Tensor, n_heads: int) -> torch.Tensor:
         raise ValueError(f"width {W} is smaller than the {n_heads} relation heads")
     x = x[..., : n_heads * d].reshape(B, T, n_heads, d).transpose(1, 2)
     return x @ x.transpose(-1, -2) / math.sqrt(d)
+
+
+def student_heads(student_width: int, teacher_width: int, teacher_heads: int, split: str) -> int:
+    """How many relation heads the student's projections are split into: the teacher's head count (``fixed``), or
+    as many of the teacher's heads as the student's width holds (``heads``)."""
+    if split == "fixed":
+        return teacher_heads
+    head = teacher_width // teacher_heads
+    if student_width % head or student_width > teacher_width:
+        raise ValueError(f"attention width {student_width} is not a whole number of the teacher's {teacher_heads} "
+                         f"heads of {head} (relation split 'heads' compares whole heads)")
+    return student_width // head
+
+
+def _leading_heads(rel, n: int):
+    """The teacher's side of the loss restricted to its first ``n`` relation heads (dim 1)."""
+    if isinstance(rel, tuple):
+        return tuple(r[:, :n] for r in rel)
+    return rel[:, :n]
 
 
 def _log_probs(scores: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
@@ -103,8 +132,13 @@ def relation_loss(
     n_heads: int,
     kind: str = "kl",
     teacher_rel: list[torch.Tensor] | None = None,
+    split: str = "heads",
 ) -> torch.Tensor:
     """Sum over Q, K, V of the relation loss between student and teacher projections.
+
+    ``n_heads`` is the teacher's head count; ``split`` (:data:`SPLITS`) says how the student's projections are cut
+    into relation heads: whole heads of the teacher's head size compared with the teacher's leading heads
+    (``heads``), or ``n_heads`` pieces on both sides (``fixed``).
 
     ``attention_mask`` is [B, T] with 1 for real tokens, or None for unpadded blocks. Computed in fp32 whatever
     the input dtype.
@@ -112,12 +146,15 @@ def relation_loss(
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown relation loss {kind!r}; expected one of {LOSSES}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown relation split {split!r}; expected one of {SPLITS}")
     fn = _kl if kind == "kl" else _mse
     keys, rows = _masks(attention_mask)
     if teacher_rel is None:
         teacher_rel = teacher_relations(teacher_qkv, attention_mask, n_heads, kind)
     total = 0.0
     with torch.autocast(student_qkv[0].device.type, enabled=False):  # fp32 even under bf16 autocast
-        for s, t in zip(student_qkv, teacher_rel):
-            total = total + fn(relation_scores(s.float(), n_heads), t, keys, rows)
+        for s, x, t in zip(student_qkv, teacher_qkv, teacher_rel):
+            heads = student_heads(s.shape[-1], x.shape[-1], n_heads, split)
+            total = total + fn(relation_scores(s.float(), heads), _leading_heads(t, heads), keys, rows)
     return total

@@ -149,7 +149,12 @@ def markdown(summary: dict, tasks: list[str], protocol: dict) -> str:
         f"- Fine-tuning: AdamW lr {p['lr']:g}, batch {p['batch_size']}, {p['epochs']} epochs"
         + (f" (at most {p['max_steps']} steps)" if p.get("max_steps") else "")
         + f", warm-up {p['warmup_ratio']:g} of the steps then linear decay, weight decay {p['weight_decay']:g}, "
-        f"max length {p['max_length']} tokens, the model type's classifier (BERT: on the pooled [CLS]; new head), "
+        f"max length {p['max_length']} tokens, pooling {p.get('pooling', 'cls')} ("
+        + {"cls": "the model type's classifier: BERT's on the pooled [CLS]",
+           "mean": "the mean over real tokens, as a sentence-transformers teacher pools",
+           "auto": "each folder's own: the mean where it carries the teacher's sentence-transformers pooling, "
+                   "else the model type's classifier on the pooled [CLS]"}.get(p.get("pooling", "cls"), "")
+        + "; new head), "
         f"{'length-grouped' if p.get('group_by_length') else 'random'} batches, dev evaluation every epoch.",
         f"- Training examples per task: {', '.join(f'{t} {n}' for t, n in p['train_examples'].items())} "
         "(seeded subsets, see prepare_glue.max_train_samples).",
@@ -201,8 +206,27 @@ def glue_avg_csv(summary: dict) -> str:
     return rows.getvalue()
 
 
+def yardstick_markdown(yardstick: dict) -> list[str]:
+    """The yardstick's table: every model's scores without fine-tuning, each student's retention on them."""
+    tasks = ", ".join(f"{t} ({n} pairs)" for t, n in yardstick["pairs_per_task"].items())
+    lines = ["", "## Yardstick: no fine-tuning, no seed noise", "",
+             f"Pairs: average precision of the cosine of {yardstick['pooling']}-pooled embeddings ranking the "
+             f"positive pairs of {tasks}, 95 % bootstrap interval; agreement: Spearman (x100) of the pair "
+             "cosines with the teacher's; CKA: linear CKA of the final hidden states to the teacher's on held-out "
+             "corpus blocks. Retention on pairs and agreement as for GLUE.", "",
+             "| model | kind | pairs (95 % CI) | agreement | CKA | retention (pairs) | retention (agreement) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in yardstick["models"].items():
+        ret = yardstick["retention"].get(name, {})
+        ci = f" ({r['pairs_low']:.1f}, {r['pairs_high']:.1f})" if "pairs_low" in r else ""
+        lines.append(f"| {name} | {r['kind']} | {r['pairs']:.2f}{ci} | {fmt(r.get('agreement'), 1)} | "
+                     f"{fmt(r.get('cka'), 3)} | {fmt(ret.get('pairs'), 2)} | {fmt(ret.get('agreement'), 2)} |")
+    return lines
+
+
 def report_job(params, results: dict, protocol: dict, search_dir: Path, exports: Path, teacher: Path,
-               summary_path: Path, markdown_path: Path, plot_path: Path, pictures: Path):
+               summary_path: Path, markdown_path: Path, plot_path: Path, pictures: Path,
+               yardstick_path: Path | None = None):
     """The report stage's work: the ``results`` (:func:`collect`) of every model of ``finetune.models`` on every
     task of ``prepare_glue.tasks``, run with ``protocol`` (:func:`common_protocol`), side by side
     (``summary_path`` JSON, ``markdown_path`` table, ``plot_path`` CSV for `dvc plots`, ``glue_vs_cost.png`` and
@@ -217,6 +241,13 @@ def report_job(params, results: dict, protocol: dict, search_dir: Path, exports:
     latencies = load_latencies(results, Path(exports), Path(teacher))
     summary = {"tasks": tasks, "protocol": protocol, **summarise(results, tasks, latencies)}
     text = markdown(summary, tasks, protocol)
+    if yardstick_path is not None:
+        if not Path(yardstick_path).is_file():
+            raise InputError(f"{yardstick_path}: not found (run `dvc repro yardstick`)")
+        yardstick = json.loads(Path(yardstick_path).read_text())
+        summary["yardstick"] = {k: yardstick[k] for k in ("tasks", "pooling", "models", "retention",
+                                                          "student_minus_twin")}
+        text += "\n".join(yardstick_markdown(yardstick)) + "\n"
     atomic_write_text(plot_path, glue_avg_csv(summary))
     atomic_write_text(markdown_path, text)
     drawn = {"glue_vs_cost.png": lambda f: glue_vs_cost_png(summary["models"], f, tasks),

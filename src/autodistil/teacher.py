@@ -104,6 +104,11 @@ def shape_config(source: str = PACKAGED_MINILM):
     return SimpleNamespace(**{k: raw[k] for k in keys}, **optional)
 
 
+def tokenizer_source(source: str = PACKAGED_MINILM) -> str:
+    """Where the teacher's tokenizer is read from (its folder or hub id)."""
+    return resolve_source(source)
+
+
 def load_tokenizer(source: str = PACKAGED_MINILM):
     from transformers import AutoTokenizer
 
