@@ -323,7 +323,7 @@ class TrainConfig:
     loss: Literal["kl", "mse"] = "kl"
     teacher_layer: int = -1
     student_layer: int = -1
-    hidden_weight: float = field(default=0.0, metadata=at_least(0))  # 0: the paper's relation loss alone
+    hidden_weight: float = field(default=10.0, metadata=at_least(0))  # 0: the paper's relation loss alone
     relation_split: Literal["heads", "fixed"] = "heads"  # heads: whole heads aligned | fixed: N_r pieces (paper)
     init_order: Literal["importance", "leading"] = "importance"  # importance: permute the teacher before slicing
     calibration_blocks: int = field(default=64, metadata=positive())
@@ -334,11 +334,12 @@ class TrainConfig:
     micro_batch_size: int | None = field(default=None, metadata=positive())  # per rank and forward; None: all
     max_tokens: int | None = field(default=40960, metadata=at_least(0))  # the budget: max_tokens or max_steps
     max_steps: int | None = field(default=None, metadata=at_least(0))
-    lr: float = field(default=5e-4, metadata={"above": 0})
+    lr: float = field(default=1e-4, metadata={"above": 0})
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = field(default=1e-8, metadata={"above": 0})
     weight_decay: float = field(default=0.01, metadata=at_least(0))
     warmup_steps: int = field(default=0, metadata=at_least(0))
+    warmup_ratio: float = field(default=0.1, metadata=at_least(0))  # share of the steps; the larger of the two wins
     grad_clip: float | None = field(default=1.0, metadata={"above": 0})  # max gradient norm; None: no clipping
     dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})
     depth_rule: Literal["ends", "strided", "first_k", "importance"] = "ends"
@@ -355,8 +356,14 @@ class TrainConfig:
             raise InputError(f"{where}: set exactly one of max_steps and max_tokens")
         if not all(0 <= beta < 1 for beta in self.betas):
             raise InputError(f"{where}.betas: expected two numbers in [0, 1), got {list(self.betas)}")
+        if not self.warmup_ratio < 1:
+            raise InputError(f"{where}.warmup_ratio: expected a share of the steps in [0, 1), got {self.warmup_ratio}")
         if self.sampling == "uniform" and self.num_random < 1:
             raise InputError(f"{where}.num_random: uniform sampling draws num_random sub-networks; expected >= 1")
+
+    def warmup(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps``: ``warmup_steps`` or ``warmup_ratio`` of the steps, the larger."""
+        return max(self.warmup_steps, math.ceil(self.warmup_ratio * total_steps))
 
     def total_steps(self, seq_len: int) -> int:
         """Optimiser steps of the budget. A budget of exactly 0 (``max_steps: 0`` or ``max_tokens: 0``) is no
@@ -427,7 +434,7 @@ class SearchParams:
     seed: int = field(default=0, metadata=at_least(0))
     seq_len: int = field(default=128, metadata=positive())
     convention: Literal["exact", "paper"] = "exact"
-    criterion: Literal["relation", "hidden", "distill"] = "relation"
+    criterion: Literal["relation", "hidden", "distill"] = "distill"
     device: Device = "auto"
     latency: LatencyConfig = LatencyConfig()
     proxy: ProxyParams = ProxyParams()

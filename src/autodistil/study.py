@@ -72,7 +72,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise InputError(f"--set {item!r}: expected key=value of params.yaml's superlm section")
-        out[key] = yaml.safe_load(value)
+        value = yaml.safe_load(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key] = value
     return out
 
 
@@ -282,8 +288,8 @@ def report(out: Path, draws_seed: int = 0, n_boot: int = 1000) -> str:
         return PairScores([_Labels(lbl) for lbl in _labels_of(out)], [z[f"arr_{i}"] for i in range(len(z.files))])
 
     teacher = records["teacher"]
-    lines = ["| sub-space | arch | variant | overrides | tokens | yardstick | CKA | retention | vs slice (95 % CI) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| sub-space | arch | variant | overrides | tokens | pairs | agreement | CKA | retention (pairs) | "
+             "pairs vs slice (95 % CI) |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for r in sorted((r for r in records.values() if r.get("kind") == "student"),
                     key=lambda r: (r["subspace"], r["arch"], r["variant"] != "slice", json.dumps(r["overrides"]),
@@ -302,7 +308,7 @@ def report(out: Path, draws_seed: int = 0, n_boot: int = 1000) -> str:
         rows.append({**r, "retention": ret})
         over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "-"
         lines.append(f"| {r['subspace']} | {r['arch']} | {r['variant']} | {over} | {r['tokens']:,} | "
-                     f"{r['pairs']:.2f} | {r.get('cka', float('nan')):.3f} | "
+                     f"{r['pairs']:.2f} | {r.get('agreement', float('nan')):.1f} | {r.get('cka', float('nan')):.3f} | "
                      f"{'' if ret is None else f'{ret:.3f}'} | {diff} |")
     glue_lines, glue_rows = glue_table(out)
     (out / "summary.json").write_text(json.dumps({"teacher": teacher, "points": rows, "glue": glue_rows},
@@ -366,7 +372,8 @@ def picture(rows: list[dict], teacher: dict, records: dict, path: Path) -> None:
     for r in rows:
         if r["variant"] == "slice":
             continue
-        lines.setdefault((r["subspace"], r["arch"], r["variant"], json.dumps(r["overrides"])), []).append(r)
+        setting = {k: v for k, v in r["overrides"].items() if not k.startswith("warmup")}  # warm-up scales with steps
+        lines.setdefault((r["subspace"], r["arch"], r["variant"], json.dumps(setting, sort_keys=True)), []).append(r)
     for ax, measure in zip(axes, ("pairs", "agreement")):
         for (sub, arch, variant, over), pts in lines.items():
             twin, base = records.get(f"{sub}-{arch}-twin"), records.get(f"{sub}-{arch}-slice")

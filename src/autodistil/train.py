@@ -103,7 +103,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     from transformers import get_linear_schedule_with_warmup
 
-    return get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
+    return get_linear_schedule_with_warmup(optimizer, cfg.warmup(total_steps), total_steps)
 
 
 # -- the loop -----------------------------------------------------------------------------------------------
