@@ -233,9 +233,12 @@ def twin_config(teacher_config, arch):
 # -------------------------------------------------------------------------------------------------- GLUE
 def point_folder(out: Path, key: str) -> Path:
     """The model folder of a study point: its exported student; for ``<sub>-<arch>-twin`` the slice's folder
-    (the twin re-initialises its architecture); for ``teacher`` the teacher snapshot."""
+    (the twin re-initialises its architecture); for ``teacher`` the teacher's own folder."""
     if key == "teacher":
-        return Path("models/teacher")
+        from .config import load
+        from .teacher import resolve_source
+
+        return Path(resolve_source(load().teacher.source))
     if key.endswith("-twin"):
         return out / "students" / f"{key.removesuffix('-twin')}-slice"
     return out / "students" / key
