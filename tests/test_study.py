@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from autodistil.io import InputError
 from autodistil.space import Arch

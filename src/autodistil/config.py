@@ -435,6 +435,7 @@ class SearchParams:
     seq_len: int = field(default=128, metadata=positive())
     convention: Literal["exact", "paper"] = "exact"
     criterion: Literal["relation", "hidden", "distill"] = "distill"
+    hidden_weight: float | None = field(default=0.3, metadata=at_least(0))  # of the distill criterion; None: superlm
     device: Device = "auto"
     latency: LatencyConfig = LatencyConfig()
     proxy: ProxyParams = ProxyParams()

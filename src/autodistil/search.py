@@ -177,6 +177,17 @@ def score_candidates(superlm, heldout, archs: Sequence[Arch], seq_len: int = 128
     return rows
 
 
+def criterion_spec(params):
+    """The objective the candidates are scored with: the SuperLM's, its hidden-state term weighted by
+    ``search.hidden_weight`` when set (the training weight, 10, drowns the relation loss in the ranking: measured,
+    bench/criterion_yardstick.py; 0.3 ranks as the relation loss does and breaks its ties)."""
+    import dataclasses
+
+    spec = params.superlm.spec(12)
+    w = params.search.hidden_weight
+    return spec if w is None else dataclasses.replace(spec, hidden_weight=w)
+
+
 # ------------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class ProxyConfig:
@@ -230,7 +241,7 @@ class SearchConfig:
             proxy = ProxyConfig(p.proxy.task, task_dir, p.proxy.top_k, finetune)
         return cls(budgets=budgets[subspace], eval_blocks=p.eval_blocks, batch_size=p.batch_size,
                    max_candidates=p.max_candidates, seed=p.seed, seq_len=p.seq_len, convention=p.convention,
-                   criterion=p.criterion, device=p.device, latency=p.latency, spec=params.superlm.spec(12),
+                   criterion=p.criterion, device=p.device, latency=p.latency, spec=criterion_spec(params),
                    proxy=proxy)
 
 

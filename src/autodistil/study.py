@@ -133,7 +133,6 @@ class Study:
     # ---------------------------------------------------------------------------------------------- points
     def references(self, arch, subspace: str) -> None:
         """The teacher's and the random twin's scores (once each)."""
-        from .export import build_student, student_config  # noqa: F401
         from .yardstick import hf_encoder
 
         done = self.done()
@@ -143,8 +142,6 @@ class Study:
         if key not in done:
             import torch
             from transformers import AutoModel
-
-            from .superlm import SuperLM  # noqa: F401
 
             config = twin_config(self.teacher.config, arch)
             torch.manual_seed(self.params.yardstick.seed)
@@ -177,7 +174,8 @@ class Study:
         before = sliced_state(job.superlm, arch)
         t0 = time.perf_counter()
         result = job.train(self.out / "checkpoints" / key) if tokens else None
-        extra = {"weight_change": weight_change(before, sliced_state(job.superlm, arch)),"kind": "student", "subspace": subspace, "arch": arch.name, "variant": variant if tokens else "slice",
+        extra = {"weight_change": weight_change(before, sliced_state(job.superlm, arch)),
+                 "kind": "student", "subspace": subspace, "arch": arch.name, "variant": variant if tokens else "slice",
                  "tokens": tokens, "steps": result.steps if result else 0, "overrides": overrides,
                  "train_seconds": round(time.perf_counter() - t0, 1)}
         record = self.score(key, subnet_encoder(job.superlm, arch), extra)
@@ -413,8 +411,6 @@ def _labels_of(out: Path) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    from .io import run_main  # noqa: F401
-
     ap = argparse.ArgumentParser(prog="python -m autodistil.study", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train and score the points not yet in <out>")
