@@ -130,7 +130,9 @@ def test_search_config_reads_and_checks_the_search_section(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg = search_config(params, "tiny", ["base", "small", "tiny"], tmp_path)
     assert set(cfg.budgets) == set(params["search"]["budgets"]["tiny"]) and cfg.proxy is None
-    assert cfg.spec == DistillSpec(loss=params["superlm"]["loss"], hidden_weight=params["superlm"]["hidden_weight"])
+    # the criterion's hidden term has its own weight (search.hidden_weight); null falls back to the training weight
+    assert cfg.spec == DistillSpec(loss=params["superlm"]["loss"], hidden_weight=params["search"]["hidden_weight"])
+    params["search"]["hidden_weight"] = None
     assert (cfg.eval_blocks, cfg.criterion, cfg.convention) == (
         params["search"]["eval_blocks"], params["search"]["criterion"], params["search"]["convention"])
     params["superlm"]["hidden_weight"] = "5e-01"  # DVC writes small floats back as strings
