@@ -388,7 +388,7 @@ def picture(rows: list[dict], teacher: dict, records: dict, path: Path) -> None:
                 gap = teacher["pairs"] - twin["pairs"]
                 err = [[(p["pairs"] - p["pairs_low"]) / gap for p in pts], [(p["pairs_high"] - p["pairs"]) / gap
                                                                              for p in pts]]
-            label = f"{sub} {variant} " + ",".join(f"{k}={v}" for k, v in json.loads(over).items()
+            label = f"{sub} {arch} {variant} " + ",".join(f"{k}={v}" for k, v in json.loads(over).items()
                                                     if k in ("lr", "hidden_weight", "relation_split"))
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
         ax.set_xscale("log")
