@@ -74,10 +74,11 @@ def main() -> None:
     y, source = params.yardstick, params.teacher.source
     sets = load_pair_sets(params.prepare_glue.source, y.tasks, y.splits, args.max_pairs, y.seed)
     blocks = load_blocks("data/corpus", "heldout")
+    teacher = load_teacher(source)
     stick = Yardstick(sets, AutoTokenizer.from_pretrained(tokenizer_source(source)),
                       resolve_pooling(params.finetune.pooling, source), y.max_length, y.batch_size, 0, y.seed,
-                      blocks[: y.cka_blocks], hf_encoder(load_teacher(source)))
-    dims = TeacherDims.from_config(load_teacher(source).config)
+                      blocks[: y.cka_blocks], hf_encoder(teacher))
+    dims = TeacherDims.from_config(teacher.config)
     results, t0 = {}, time.perf_counter()
     for sub in params.partition.names:
         with open(f"metrics/search/{sub}.csv") as f:

@@ -199,23 +199,33 @@ def sliced_state(superlm, arch) -> dict:
     return {k: v.detach().clone() for k, v in build_student(superlm, arch).state_dict().items()}
 
 
-MODULE_GROUPS = (("embeddings", "embeddings."), ("attention q/k/v", ("query", "key", "value")),
-                 ("attention output", "attention.output.dense"), ("FFN", ("intermediate.dense", ".output.dense")),
-                 ("LayerNorm", "LayerNorm"), ("pooler", "pooler"))
+def module_group(name: str) -> str | None:
+    """The module group a student parameter belongs to (BERT names), for :func:`weight_change`."""
+    if "LayerNorm" in name:
+        return "LayerNorm"
+    if name.startswith("embeddings."):
+        return "embeddings"
+    if name.startswith("pooler."):
+        return "pooler"
+    if ".attention.self." in name:
+        return "attention q/k/v"
+    if ".attention.output.dense." in name:
+        return "attention output"
+    if ".intermediate.dense." in name or ".output.dense." in name:
+        return "FFN"
+    return None
 
 
 def weight_change(before: dict, after: dict) -> dict[str, float]:
     """Relative change ||after - before|| / ||before|| of the student's weights, per module group."""
-    out = {}
-    for group, needles in MODULE_GROUPS:
-        needles = (needles,) if isinstance(needles, str) else needles
-        names = [k for k in before if any(n in k for n in needles) and not (
-            group == "FFN" and "attention.output" in k) and not (group != "LayerNorm" and "LayerNorm" in k)]
-        if names:
-            num = sum(float((after[k].float() - before[k].float()).pow(2).sum()) for k in names)
-            den = sum(float(before[k].float().pow(2).sum()) for k in names)
-            out[group] = (num / den) ** 0.5 if den else 0.0
-    return out
+    num: dict[str, float] = {}
+    den: dict[str, float] = {}
+    for k, v in before.items():
+        group = module_group(k)
+        if group is not None:
+            num[group] = num.get(group, 0.0) + float((after[k].float() - v.float()).pow(2).sum())
+            den[group] = den.get(group, 0.0) + float(v.float().pow(2).sum())
+    return {g: (num[g] / den[g]) ** 0.5 if den[g] else 0.0 for g in num}
 
 
 def twin_config(teacher_config, arch):
@@ -229,14 +239,11 @@ def twin_config(teacher_config, arch):
 
 
 # -------------------------------------------------------------------------------------------------- GLUE
-def point_folder(out: Path, key: str) -> Path:
+def point_folder(out: Path, key: str, teacher: Path) -> Path:
     """The model folder of a study point: its exported student; for ``<sub>-<arch>-twin`` the slice's folder
-    (the twin re-initialises its architecture); for ``teacher`` the teacher's own folder."""
+    (the twin re-initialises its architecture); for ``teacher`` the teacher's own folder ``teacher``."""
     if key == "teacher":
-        from .config import load
-        from .teacher import resolve_source
-
-        return Path(resolve_source(load().teacher.source))
+        return teacher
     if key.endswith("-twin"):
         return out / "students" / f"{key.removesuffix('-twin')}-slice"
     return out / "students" / key
@@ -257,10 +264,12 @@ def glue(out: Path, keys: list[str], tasks: list[str], seeds: list[int], params_
     done = {(r["key"], r["task"], r["seed"], r["pooling"]) for r in map(json.loads, path.read_text().splitlines())
             } if path.is_file() else set()
     from .pooling import resolve_pooling
+    from .teacher import resolve_source
 
     pooling = resolve_pooling(pooling or params.finetune.pooling, params.teacher.source)  # one for every model
+    teacher = Path(resolve_source(params.teacher.source))
     for key in keys:
-        folder = point_folder(out, key)
+        folder = point_folder(out, key, teacher)
         if not folder.is_dir():
             raise InputError(f"{folder}: no model folder for study point {key!r}")
         for task in tasks:
